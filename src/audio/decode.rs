@@ -1,0 +1,481 @@
+//! Decoding files and byte buffers to planar `f32` PCM.
+//!
+//! Order of attempts: WAV through hound (exact, fast, strict about headers), every other
+//! container symphonia knows, then an `ffmpeg` subprocess for what symphonia cannot decode
+//! (Opus, HE-AAC, most video). Every failure is a one-line [`Error::Input`] naming the file.
+
+use std::io::{Cursor, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CodecType, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use crate::error::{Error, Result};
+
+/// Where audio comes from.
+#[derive(Debug, Clone)]
+pub enum InputSource {
+    /// A file on disk.
+    Path(PathBuf),
+    /// Bytes already in memory (standard input); `name` is used in messages.
+    Bytes {
+        /// Name for messages, e.g. `-`.
+        name: String,
+        /// The encoded file's bytes.
+        data: Vec<u8>,
+    },
+}
+
+impl InputSource {
+    /// The path or name used in messages.
+    pub fn display_path(&self) -> PathBuf {
+        match self {
+            InputSource::Path(p) => p.clone(),
+            InputSource::Bytes { name, .. } => PathBuf::from(name),
+        }
+    }
+}
+
+/// Decoded PCM, planar, at the source sample rate.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedAudio {
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// One vector of samples per channel (all the same length).
+    pub channels: Vec<Vec<f32>>,
+    /// Channel count of the source file (ffmpeg may already have downmixed `channels`).
+    pub source_channels: usize,
+    /// Codec name, for reports.
+    pub codec: String,
+    /// Non-fatal problems (replaced NaN samples, undecodable packets skipped).
+    pub warnings: Vec<String>,
+}
+
+/// Decodes a file. With `keep_channels` false, the ffmpeg fallback may downmix for speed.
+pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(Error::input(path, "is a directory, not an audio file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::input(path, "empty file (0 bytes)"));
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+    let mut head = [0u8; 12];
+    let n = read_up_to(&mut file, &mut head).map_err(|e| Error::input(path, io_reason(&e)))?;
+    file.rewind()
+        .map_err(|e| Error::input(path, io_reason(&e)))?;
+    let decoded = if is_wav(&head[..n]) {
+        decode_wav(path, std::io::BufReader::new(file), meta.len())?
+    } else {
+        let hint = path.extension().and_then(|e| e.to_str());
+        match decode_symphonia(Box::new(file), hint) {
+            Ok(audio) => audio,
+            Err(err) => ffmpeg_fallback(path, path, err, keep_channels)?,
+        }
+    };
+    finish(path, decoded)
+}
+
+/// Decodes an encoded file held in memory (e.g. read from standard input).
+pub fn decode_bytes(name: &str, data: &[u8], keep_channels: bool) -> Result<DecodedAudio> {
+    if data.is_empty() {
+        return Err(Error::input(name, "empty input (0 bytes)"));
+    }
+    let decoded = if is_wav(data) {
+        decode_wav(Path::new(name), Cursor::new(data), data.len() as u64)?
+    } else {
+        match decode_symphonia(Box::new(Cursor::new(data.to_vec())), None) {
+            Ok(audio) => audio,
+            Err(err) => {
+                // ffmpeg needs a seekable input for many containers (mp4): give it a file.
+                let mut tmp = tempfile::NamedTempFile::new()
+                    .map_err(|e| Error::input(name, format!("cannot create temp file: {e}")))?;
+                std::io::Write::write_all(&mut tmp, data)
+                    .map_err(|e| Error::input(name, format!("cannot write temp file: {e}")))?;
+                ffmpeg_fallback(Path::new(name), tmp.path(), err, keep_channels)?
+            }
+        }
+    };
+    finish(Path::new(name), decoded)
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn is_wav(head: &[u8]) -> bool {
+    head.len() >= 12 && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64") && &head[8..12] == b"WAVE"
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Validates what every decoder produced: channels, samples, finite values.
+fn finish(path: &Path, mut audio: DecodedAudio) -> Result<DecodedAudio> {
+    if audio.channels.is_empty() {
+        return Err(Error::input(path, "audio has zero channels"));
+    }
+    if audio.sample_rate == 0 {
+        return Err(Error::input(path, "audio has a sample rate of 0 Hz"));
+    }
+    let frames = audio.channels.iter().map(Vec::len).min().unwrap_or(0);
+    if frames == 0 {
+        return Err(Error::input(path, "contains no audio samples"));
+    }
+    let mut non_finite = 0usize;
+    for channel in &mut audio.channels {
+        channel.truncate(frames);
+        for s in channel.iter_mut() {
+            if !s.is_finite() {
+                *s = 0.0;
+                non_finite += 1;
+            }
+        }
+    }
+    if non_finite > 0 {
+        audio.warnings.push(format!(
+            "{}: replaced {non_finite} NaN or infinite samples with silence",
+            path.display()
+        ));
+    }
+    Ok(audio)
+}
+
+fn decode_wav<R: Read + Seek>(path: &Path, reader: R, total_bytes: u64) -> Result<DecodedAudio> {
+    let mut wav = hound::WavReader::new(reader).map_err(|e| {
+        Error::input(
+            path,
+            match e {
+                hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    "truncated WAV header".to_string()
+                }
+                hound::Error::Unsupported => "unsupported WAV encoding".to_string(),
+                other => format!("invalid WAV file: {other}"),
+            },
+        )
+    })?;
+    let spec = wav.spec();
+    if spec.channels == 0 {
+        return Err(Error::input(path, "WAV header declares zero channels"));
+    }
+    if spec.channels > 32 {
+        return Err(Error::input(path, format!("WAV header declares {} channels", spec.channels)));
+    }
+    if spec.sample_rate == 0 {
+        return Err(Error::input(path, "WAV header declares a sample rate of 0 Hz"));
+    }
+    let bytes_per_sample = u64::from(spec.bits_per_sample).div_ceil(8).max(1);
+    let claimed_bytes = u64::from(wav.len()) * bytes_per_sample;
+    // A header that promises more data than the file holds is corrupt; trusting it would
+    // mean allocating gigabytes for a few kilobytes of audio.
+    if claimed_bytes > total_bytes {
+        return Err(Error::input(
+            path,
+            format!(
+                "WAV header claims {claimed_bytes} bytes of audio data but the file holds only {total_bytes} bytes (truncated or corrupt)"
+            ),
+        ));
+    }
+    let channels = usize::from(spec.channels);
+    let capacity = wav.len() as usize / channels;
+    let mut planar: Vec<Vec<f32>> = (0..channels).map(|_| Vec::with_capacity(capacity)).collect();
+    let read_error = |e: hound::Error| Error::input(path, format!("cannot read WAV samples: {e}"));
+    match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => {
+            for (i, s) in wav.samples::<f32>().enumerate() {
+                planar[i % channels].push(s.map_err(read_error)?);
+            }
+        }
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            for (i, s) in wav.samples::<i32>().enumerate() {
+                planar[i % channels].push(s.map_err(read_error)? as f32 * scale);
+            }
+        }
+        (format, bits) => {
+            return Err(Error::input(
+                path,
+                format!("unsupported WAV sample format: {bits}-bit {format:?}"),
+            ))
+        }
+    }
+    Ok(DecodedAudio {
+        sample_rate: spec.sample_rate,
+        channels: planar,
+        source_channels: channels,
+        codec: format!("pcm_{}{}", if spec.sample_format == hound::SampleFormat::Float { "f" } else { "s" }, spec.bits_per_sample),
+        warnings: Vec::new(),
+    })
+}
+
+/// Why symphonia could not decode a file, so the fallback can say something precise.
+#[derive(Debug)]
+enum SymphoniaFailure {
+    /// No format reader recognised the container.
+    UnknownFormat,
+    /// The container was read but its codec has no decoder here.
+    UnsupportedCodec(String),
+    /// The data is corrupt.
+    Corrupt(String),
+}
+
+fn codec_name(codec: CodecType) -> String {
+    use symphonia::core::codecs::*;
+    let known = [
+        (CODEC_TYPE_OPUS, "Opus"),
+        (CODEC_TYPE_SPEEX, "Speex"),
+        (CODEC_TYPE_AAC, "AAC"),
+        (CODEC_TYPE_EAC3, "E-AC-3"),
+        (CODEC_TYPE_AC4, "AC-4"),
+        (CODEC_TYPE_DCA, "DTS"),
+        (CODEC_TYPE_WMA, "WMA"),
+        (CODEC_TYPE_WAVPACK, "WavPack"),
+        (CODEC_TYPE_MONKEYS_AUDIO, "Monkey's Audio"),
+        (CODEC_TYPE_TTA, "TTA"),
+        (CODEC_TYPE_MUSEPACK, "Musepack"),
+        (CODEC_TYPE_ATRAC3, "ATRAC3"),
+        (CODEC_TYPE_ATRAC3PLUS, "ATRAC3plus"),
+        (CODEC_TYPE_ADPCM_G722, "G.722"),
+        (CODEC_TYPE_ADPCM_G726, "G.726"),
+    ];
+    if let Some((_, name)) = known.iter().find(|(c, _)| *c == codec) {
+        return (*name).to_string();
+    }
+    match symphonia::default::get_codecs().get_codec(codec) {
+        Some(desc) => desc.short_name.to_string(),
+        None => format!("codec {codec}"),
+    }
+}
+
+fn decode_symphonia(
+    source: Box<dyn MediaSource>,
+    extension: Option<&str>,
+) -> std::result::Result<DecodedAudio, SymphoniaFailure> {
+    let stream = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let format_opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, stream, &format_opts, &MetadataOptions::default())
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => SymphoniaFailure::UnknownFormat,
+            other => SymphoniaFailure::Corrupt(other.to_string()),
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| SymphoniaFailure::Corrupt("no audio track".into()))?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    if params.channels.map(|c| c.count()) == Some(0) {
+        return Err(SymphoniaFailure::Corrupt("audio track has zero channels".into()));
+    }
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => {
+                SymphoniaFailure::UnsupportedCodec(codec_name(params.codec))
+            }
+            other => SymphoniaFailure::Corrupt(other.to_string()),
+        })?;
+
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut sample_rate = params.sample_rate.unwrap_or(0);
+    let mut bad_packets = 0usize;
+    let mut good_packets = 0usize;
+    let mut interleaved: Option<SampleBuffer<f32>> = None;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break
+            }
+            Err(SymphoniaError::ResetRequired) => break,
+            Err(SymphoniaError::IoError(e)) => {
+                if good_packets > 0 {
+                    break; // truncated tail: keep what decoded
+                }
+                return Err(SymphoniaFailure::Corrupt(e.to_string()));
+            }
+            Err(e) => {
+                if good_packets > 0 {
+                    break;
+                }
+                return Err(SymphoniaFailure::Corrupt(e.to_string()));
+            }
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            Err(SymphoniaError::DecodeError(_)) => {
+                bad_packets += 1;
+                continue;
+            }
+            Err(SymphoniaError::Unsupported(_)) => {
+                return Err(SymphoniaFailure::UnsupportedCodec(codec_name(params.codec)))
+            }
+            Err(SymphoniaError::IoError(_)) => break,
+            Err(e) => return Err(SymphoniaFailure::Corrupt(e.to_string())),
+        };
+        let spec = *decoded.spec();
+        let n_channels = spec.channels.count();
+        if n_channels == 0 {
+            return Err(SymphoniaFailure::Corrupt("audio has zero channels".into()));
+        }
+        sample_rate = spec.rate;
+        if channels.is_empty() {
+            channels = vec![Vec::new(); n_channels];
+        } else if channels.len() != n_channels {
+            return Err(SymphoniaFailure::Corrupt("channel count changes mid-stream".into()));
+        }
+        let buf = match &mut interleaved {
+            Some(b) if b.capacity() >= decoded.capacity() * n_channels => b,
+            _ => interleaved.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
+        };
+        buf.copy_interleaved_ref(decoded);
+        for (i, s) in buf.samples().iter().enumerate() {
+            channels[i % n_channels].push(*s);
+        }
+        good_packets += 1;
+    }
+    if good_packets == 0 {
+        return Err(SymphoniaFailure::Corrupt(if bad_packets > 0 {
+            format!("none of its {bad_packets} audio packets could be decoded")
+        } else {
+            "contains no audio packets".into()
+        }));
+    }
+    let mut warnings = Vec::new();
+    if bad_packets > 0 {
+        warnings.push(format!("skipped {bad_packets} undecodable audio packets"));
+    }
+    Ok(DecodedAudio {
+        sample_rate,
+        source_channels: channels.len(),
+        channels,
+        codec: codec_name(params.codec),
+        warnings,
+    })
+}
+
+/// The ffmpeg binary to fall back on: `$VERBATIM_FFMPEG` if set (empty disables the fallback),
+/// else `ffmpeg` on `PATH`.
+pub fn ffmpeg_binary() -> Option<PathBuf> {
+    if let Some(explicit) = std::env::var_os("VERBATIM_FFMPEG") {
+        let p = PathBuf::from(explicit);
+        return (!p.as_os_str().is_empty() && p.is_file()).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("ffmpeg"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn ffmpeg_fallback(
+    display: &Path,
+    file: &Path,
+    failure: SymphoniaFailure,
+    keep_channels: bool,
+) -> Result<DecodedAudio> {
+    let Some(ffmpeg) = ffmpeg_binary() else {
+        return Err(Error::input(
+            display,
+            match failure {
+                SymphoniaFailure::UnsupportedCodec(codec) => format!(
+                    "{codec} audio is not supported by the built-in decoders; install ffmpeg (e.g. `apt install ffmpeg`) to decode it"
+                ),
+                SymphoniaFailure::UnknownFormat => "not a recognised audio or video format (installing ffmpeg adds more formats)".into(),
+                SymphoniaFailure::Corrupt(reason) => format!("corrupt or unreadable audio: {reason}"),
+            },
+        ));
+    };
+    let channels = if keep_channels {
+        probe_channels(&ffmpeg, file).unwrap_or(1)
+    } else {
+        1
+    };
+    let output = Command::new(&ffmpeg)
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args(["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ar", "16000", "-ac"])
+        .arg(channels.to_string())
+        .arg("-")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::input(display, format!("cannot run {}: {e}", ffmpeg.display())))?;
+    if !output.status.success() || output.stdout.len() < 4 * channels {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string());
+        let reason = match (&failure, detail) {
+            (SymphoniaFailure::UnknownFormat, _) => {
+                "not a recognised audio or video format".to_string()
+            }
+            (SymphoniaFailure::UnsupportedCodec(c), Some(d)) => format!("cannot decode {c} audio (ffmpeg: {d})"),
+            (SymphoniaFailure::UnsupportedCodec(c), None) => format!("cannot decode {c} audio"),
+            (SymphoniaFailure::Corrupt(r), _) => format!("corrupt or unreadable audio: {r}"),
+        };
+        return Err(Error::input(display, reason));
+    }
+    let mut planar: Vec<Vec<f32>> = vec![Vec::with_capacity(output.stdout.len() / 4 / channels); channels];
+    for (i, chunk) in output.stdout.chunks_exact(4).enumerate() {
+        planar[i % channels].push(f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+    }
+    let codec = match failure {
+        SymphoniaFailure::UnsupportedCodec(c) => format!("{c} (ffmpeg)"),
+        _ => "ffmpeg".to_string(),
+    };
+    Ok(DecodedAudio {
+        sample_rate: 16_000,
+        channels: planar,
+        source_channels: channels,
+        codec,
+        warnings: Vec::new(),
+    })
+}
+
+/// Asks ffprobe (next to ffmpeg) how many channels the first audio stream has.
+fn probe_channels(ffmpeg: &Path, file: &Path) -> Option<usize> {
+    let ffprobe = ffmpeg.with_file_name("ffprobe");
+    let out = Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels", "-of", "csv=p=0"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    (1..=32).contains(&n).then_some(n)
+}

@@ -1,0 +1,61 @@
+//! Command-line interface: clap definitions and one file per subcommand.
+
+mod transcribe;
+
+use clap::{Parser, Subcommand};
+
+use verbatim::error::exit_code;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    success
+  1    failure (the input failed, every input failed, or the model could not be loaded)
+  2    bad command-line usage
+  3    some inputs failed, others succeeded
+  130  interrupted (Ctrl-C); no partial output files are left behind
+
+Environment:
+  VERBATIM_MODEL       Whisper ggml model used when --model is not given
+  VERBATIM_VAD_MODEL   Silero VAD ggml model used when --vad-model is not given
+  VERBATIM_MODELS_DIR  directory searched for models (default ~/.cache/verbatim/models)
+  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)";
+
+/// Fast, accurate speech to text on Whisper.
+#[derive(Debug, Parser)]
+#[command(name = "verbatim", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Transcribe audio or video files (or standard input) to text, subtitles or JSON.
+    #[command(after_help = transcribe::AFTER_HELP)]
+    Transcribe(transcribe::TranscribeArgs),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Transcribe(args) => transcribe::run(args),
+    }
+}
+
+/// Prints a one-line error in the house style.
+pub fn print_error(message: impl std::fmt::Display) {
+    eprintln!("verbatim: error: {message}");
+}
+
+/// Prints a one-line warning in the house style.
+pub fn print_warning(message: impl std::fmt::Display) {
+    eprintln!("verbatim: warning: {message}");
+}

@@ -1,0 +1,455 @@
+//! `verbatim transcribe`: files or stdin in, transcript on stdout and in files.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use verbatim::audio::{self, InputSource};
+use verbatim::engine::{self, Engine, EngineOptions, Hooks, TranscribeOptions, VadOptions};
+use verbatim::error::exit_code;
+use verbatim::output::{self, Format, JsonMeta};
+use verbatim::{Error, Segment, Transcript};
+
+use super::{print_error, print_warning};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  verbatim transcribe talk.mp3
+  verbatim transcribe a.flac b.m4a -f srt,vtt,json -o out/
+  cat meeting.wav | verbatim transcribe - -f txt
+  verbatim transcribe interview.wav --split-channels -f srt
+  verbatim transcribe lecture.mkv -l de --translate -w -f json
+  verbatim transcribe podcast.mp3 --offset 1:30 --duration 60 --prompt 'Kubernetes, etcd'
+
+Outputs are named after the input (talk.mp3 -> talk.srt), written next to it or under -o,
+and always written atomically: an interrupted run leaves no half-written file.";
+
+/// Options of `verbatim transcribe`.
+#[derive(Debug, Args)]
+pub struct TranscribeArgs {
+    /// Audio or video files to transcribe; `-` reads standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+
+    /// Whisper model file (ggml .bin).
+    #[arg(short, long, env = "VERBATIM_MODEL", value_name = "PATH", help_heading = "Model")]
+    model: Option<PathBuf>,
+
+    /// Spoken language: `auto` to detect it, or a code such as en, de, fr, ja.
+    #[arg(short, long, default_value = "auto", value_name = "LANG", help_heading = "Decoding")]
+    language: String,
+
+    /// Translate the speech to English.
+    #[arg(long, help_heading = "Decoding")]
+    translate: bool,
+
+    /// CPU threads [default: all cores].
+    #[arg(short, long, value_name = "N", help_heading = "Decoding")]
+    threads: Option<usize>,
+
+    /// Beam size for beam-search decoding; 1 decodes greedily (faster, less accurate).
+    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Decoding")]
+    beam_size: usize,
+
+    /// Candidates compared when sampling with temperature > 0.
+    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Decoding")]
+    best_of: usize,
+
+    /// Initial sampling temperature (0 is deterministic).
+    #[arg(long, default_value_t = 0.0, value_name = "T", help_heading = "Decoding")]
+    temperature: f32,
+
+    /// Temperature step used to retry a window whose decode looks wrong (repetitive or
+    /// improbable).
+    #[arg(long, default_value_t = 0.2, value_name = "T", help_heading = "Decoding")]
+    temperature_increment: f32,
+
+    /// Never retry at a higher temperature.
+    #[arg(long, help_heading = "Decoding")]
+    no_fallback: bool,
+
+    /// Text that primes the decoder: names, jargon, spelling, punctuation style.
+    #[arg(long, value_name = "TEXT", help_heading = "Decoding")]
+    prompt: Option<String>,
+
+    /// Include word-level timestamps and probabilities (JSON output).
+    #[arg(short, long, help_heading = "Decoding")]
+    word_timestamps: bool,
+
+    /// Start at this time (seconds, MM:SS or HH:MM:SS[.mmm]).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Range")]
+    offset: Option<f64>,
+
+    /// Transcribe only this much audio (seconds, MM:SS or HH:MM:SS[.mmm]).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Range")]
+    duration: Option<f64>,
+
+    /// Disable voice activity detection (transcribe silence and noise too).
+    #[arg(long, help_heading = "Voice activity detection")]
+    no_vad: bool,
+
+    /// Silero VAD model (ggml) [default: next to the model or in the model store].
+    #[arg(long, env = "VERBATIM_VAD_MODEL", value_name = "PATH", help_heading = "Voice activity detection")]
+    vad_model: Option<PathBuf>,
+
+    /// Speech probability threshold for VAD (0-1).
+    #[arg(long, default_value_t = 0.5, value_name = "P", help_heading = "Voice activity detection")]
+    vad_threshold: f32,
+
+    /// Keep whisper's output even where the hallucination guard would drop or cut it.
+    #[arg(long, help_heading = "Decoding")]
+    no_guard: bool,
+
+    /// Transcribe each channel on its own and label segments with it (e.g. two-person calls
+    /// recorded in stereo).
+    #[arg(long, help_heading = "Input")]
+    split_channels: bool,
+
+    /// Output files to write, comma separated: txt, srt, vtt, json, tsv, lrc.
+    #[arg(short, long, value_delimiter = ',', value_name = "FORMATS", value_parser = parse_format, help_heading = "Output")]
+    format: Vec<Format>,
+
+    /// Directory for output files [default: next to each input].
+    #[arg(short, long, value_name = "DIR", help_heading = "Output")]
+    output_dir: Option<PathBuf>,
+
+    /// Print `[start --> end]` before each line on stdout [default: on a terminal].
+    #[arg(long, overrides_with = "no_timestamps", help_heading = "Output")]
+    timestamps: bool,
+
+    /// Print plain text lines on stdout, without times.
+    #[arg(long, help_heading = "Output")]
+    no_timestamps: bool,
+
+    /// No progress bar and no warnings on stderr (errors are still printed).
+    #[arg(short, long, help_heading = "Output")]
+    quiet: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("unknown format `{s}` (expected txt, srt, vtt, json, tsv or lrc)"))
+}
+
+/// Parses `90`, `1:30`, `01:02:03.5` into seconds.
+fn parse_time(s: &str) -> Result<f64, String> {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"));
+    }
+    let mut total = 0.0;
+    for part in &parts {
+        let v: f64 = part.parse().map_err(|_| format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("invalid time `{s}`"));
+        }
+        total = total * 60.0 + v;
+    }
+    Ok(total)
+}
+
+fn timestamp(seconds: f64) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000)
+}
+
+/// Prints a segment line on stdout.
+fn print_segment(seg: &Segment, with_times: bool) {
+    let label = seg.channel_label().map(|l| format!("[{l}] ")).unwrap_or_default();
+    let line = if with_times {
+        format!("[{} --> {}]  {label}{}", timestamp(seg.start), timestamp(seg.end), seg.text)
+    } else {
+        format!("{label}{}", seg.text)
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Resolves the model, failing with a message that says how to get one.
+fn resolve_model(arg: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = arg {
+        return Ok(p);
+    }
+    verbatim::models::find_default_model().ok_or_else(|| {
+        format!(
+            "no Whisper model given: pass --model PATH or set VERBATIM_MODEL (or put ggml-base.en.bin in {})",
+            verbatim::models::models_dir().display()
+        )
+    })
+}
+
+pub fn run(args: TranscribeArgs) -> i32 {
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let presses = AtomicUsize::new(0);
+        // First Ctrl-C aborts whisper cleanly; a second one exits at once.
+        let _ = ctrlc::set_handler(move || {
+            cancel.store(true, Ordering::SeqCst);
+            if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
+                std::process::exit(exit_code::INTERRUPTED);
+            }
+        });
+    }
+
+    // Validate everything that can be validated before loading a model.
+    let formats: Vec<Format> = {
+        let mut seen = HashSet::new();
+        args.format.iter().copied().filter(|f| seen.insert(*f)).collect()
+    };
+    if let Some(dir) = &args.output_dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            print_error(format!("{}: cannot create output directory: {e}", dir.display()));
+            return exit_code::FAILURE;
+        }
+    }
+    if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        print_error("standard input (-) can be given only once");
+        return exit_code::USAGE;
+    }
+    if !formats.is_empty() {
+        let mut targets = HashSet::new();
+        for input in &args.inputs {
+            let path = if input.as_os_str() == "-" { PathBuf::from("stdin") } else { input.clone() };
+            for f in &formats {
+                let out = output::output_path(&path, args.output_dir.as_deref(), *f);
+                if !targets.insert(out.clone()) {
+                    print_error(format!(
+                        "two inputs would write the same output file {}; use -o with separate runs or rename an input",
+                        out.display()
+                    ));
+                    return exit_code::USAGE;
+                }
+            }
+        }
+    }
+    let language = args.language.trim().to_ascii_lowercase();
+    if language != "auto" && whisper_lang_ok(&language).is_none() {
+        print_error(format!("unknown language code `{}` (use auto or a code such as en, de, fr)", args.language));
+        return exit_code::USAGE;
+    }
+
+    let model = match resolve_model(args.model.clone()) {
+        Ok(m) => m,
+        Err(msg) => {
+            print_error(msg);
+            return exit_code::FAILURE;
+        }
+    };
+    let vad_model = if args.no_vad {
+        None
+    } else {
+        match args.vad_model.clone().or_else(|| verbatim::models::find_vad_model(Some(&model))) {
+            Some(p) => Some(p),
+            None => {
+                if !args.quiet {
+                    print_warning(
+                        "no Silero VAD model found (pass --vad-model or set VERBATIM_VAD_MODEL); transcribing without VAD, so silence and noise may produce phantom text",
+                    );
+                }
+                None
+            }
+        }
+    };
+    let engine = match Engine::load(
+        &model,
+        &EngineOptions {
+            vad_model: vad_model.clone(),
+            ..EngineOptions::default()
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            print_error(e);
+            return exit_code::FAILURE;
+        }
+    };
+    let info = engine.model_info().clone();
+    if !args.quiet {
+        if !info.multilingual && language != "auto" && language != "en" {
+            print_warning(format!("{} is English-only; ignoring --language {language}", model.display()));
+        }
+        if !info.multilingual && args.translate {
+            print_warning(format!("{} is English-only; --translate has no effect", model.display()));
+        }
+    }
+
+    let options = TranscribeOptions {
+        language: (language != "auto").then_some(language),
+        translate: args.translate,
+        threads: args.threads.unwrap_or_else(engine::default_threads).max(1),
+        beam_size: args.beam_size.max(1),
+        best_of: args.best_of.max(1),
+        temperature: args.temperature.max(0.0),
+        temperature_increment: if args.no_fallback { 0.0 } else { args.temperature_increment.max(0.0) },
+        initial_prompt: args.prompt.clone(),
+        word_timestamps: args.word_timestamps,
+        vad: vad_model.is_some(),
+        vad_options: VadOptions {
+            threshold: args.vad_threshold.clamp(0.01, 0.99),
+            ..VadOptions::default()
+        },
+        hallucination_guard: !args.no_guard,
+        offset: args.offset.unwrap_or(0.0),
+        duration: args.duration,
+        ..TranscribeOptions::default()
+    };
+
+    let with_times = if args.timestamps {
+        true
+    } else if args.no_timestamps {
+        false
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let multiple = args.inputs.len() > 1;
+
+    let mut ok = 0usize;
+    let mut failed = 0usize;
+    for input in &args.inputs {
+        if cancel.load(Ordering::SeqCst) {
+            return exit_code::INTERRUPTED;
+        }
+        if multiple {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "==> {} <==", input.display());
+        }
+        match transcribe_one(input, &engine, &options, &args, &formats, with_times, show_progress, &cancel) {
+            Ok(()) => ok += 1,
+            Err(Error::Cancelled) => {
+                print_error("interrupted; no output files were written for the current input");
+                return exit_code::INTERRUPTED;
+            }
+            Err(e) => {
+                print_error(e);
+                failed += 1;
+            }
+        }
+    }
+    match (ok, failed) {
+        (_, 0) => exit_code::OK,
+        (0, _) => exit_code::FAILURE,
+        _ => exit_code::PARTIAL,
+    }
+}
+
+fn whisper_lang_ok(code: &str) -> Option<()> {
+    engine::language_id(code).map(|_| ())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transcribe_one(
+    input: &Path,
+    engine: &Engine,
+    options: &TranscribeOptions,
+    args: &TranscribeArgs,
+    formats: &[Format],
+    with_times: bool,
+    show_progress: bool,
+    cancel: &AtomicBool,
+) -> Result<(), Error> {
+    let source = if input.as_os_str() == "-" {
+        let mut data = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut data)
+            .map_err(|e| Error::input("-", format!("cannot read standard input: {e}")))?;
+        InputSource::Bytes { name: "-".into(), data }
+    } else {
+        InputSource::Path(input.to_path_buf())
+    };
+    let display = source.display_path();
+    let prepared = audio::load(&source, args.split_channels)?;
+    if !args.quiet {
+        for w in &prepared.warnings {
+            print_warning(w);
+        }
+    }
+
+    let bar = if show_progress {
+        let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(display.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "-".into()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+
+    let n_streams = prepared.streams.len();
+    let split = n_streams > 1;
+    let mut merged = Transcript::default();
+    for (i, stream) in prepared.streams.iter().enumerate() {
+        let mut on_segment = |seg: &Segment| match &bar {
+            Some(b) => b.suspend(|| print_segment(seg, with_times)),
+            None => print_segment(seg, with_times),
+        };
+        let mut on_progress = |fraction: f32| {
+            if let Some(b) = &bar {
+                b.set_position((((i as f32 + fraction) / n_streams as f32) * 1000.0) as u64);
+            }
+        };
+        let mut hooks = Hooks {
+            on_segment: Some(&mut on_segment),
+            on_progress: Some(&mut on_progress),
+            cancel: Some(cancel),
+        };
+        let channel = split.then_some(i);
+        let result = engine.transcribe(&display, stream, channel, options, &mut hooks);
+        let transcript = match result {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                return Err(e);
+            }
+        };
+        if i == 0 {
+            merged.language = transcript.language.clone();
+            merged.language_probability = transcript.language_probability;
+            merged.duration = transcript.duration;
+        }
+        merged.segments.extend(transcript.segments);
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if split {
+        merged.segments.sort_by(|a, b| a.start.total_cmp(&b.start));
+    }
+
+    if !formats.is_empty() {
+        let meta = JsonMeta {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            whisper_cpp_version: engine::whisper_cpp_version().to_string(),
+            model: engine.model_info().path.display().to_string(),
+            model_type: engine.model_info().kind.clone(),
+            multilingual: engine.model_info().multilingual,
+            source: display.display().to_string(),
+            options: serde_json::to_value(options).unwrap_or_default(),
+        };
+        let name_for_output = if input.as_os_str() == "-" { PathBuf::from("stdin") } else { input.to_path_buf() };
+        for format in formats {
+            let path = output::output_path(&name_for_output, args.output_dir.as_deref(), *format);
+            let text = format.render(&merged, &meta);
+            output::write_atomic(&path, text.as_bytes()).map_err(|e| Error::Output {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}

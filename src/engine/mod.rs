@@ -1,0 +1,742 @@
+//! The engine: the only module that touches whisper-rs.
+//!
+//! [`Engine::transcribe`] takes 16 kHz mono samples, finds speech with Silero VAD, packs the
+//! speech spans into one buffer (so whisper's 30 s windows are full of speech, not silence),
+//! decodes it with beam search and maps every segment and word back to the original timeline.
+//! Segments are checked by the hallucination guard ([`guard`]) and handed to a callback as
+//! soon as whisper finalises them.
+
+pub mod guard;
+pub mod vad;
+
+use std::ffi::{c_void, CStr};
+use std::os::raw::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use whisper_rs::whisper_rs_sys as sys;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperError,
+    WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
+};
+
+use crate::error::{Error, Result};
+use crate::transcript::{Flag, Segment, Transcript, Word};
+pub use vad::{Span, TimeMap, VadOptions};
+
+/// Samples per second of the audio the engine takes.
+pub const SAMPLES_PER_SECOND: usize = 16_000;
+
+/// A segment never spans a pause longer than this (seconds): it is split there.
+const MAX_PAUSE_IN_SEGMENT: f64 = 1.5;
+
+/// The whisper.cpp version verbatim is built with.
+pub fn whisper_cpp_version() -> &'static str {
+    whisper_rs::WHISPER_CPP_VERSION
+}
+
+/// Options fixed when the model is loaded.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Silero VAD model (ggml). `None` disables VAD.
+    pub vad_model: Option<PathBuf>,
+    /// Use flash attention (whisper.cpp's own default; faster on CPU and GPU).
+    pub flash_attn: bool,
+    /// Try the GPU when the binary has a GPU backend.
+    pub use_gpu: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            vad_model: None,
+            flash_attn: true,
+            use_gpu: true,
+        }
+    }
+}
+
+/// Per-transcription options.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TranscribeOptions {
+    /// Language code (`en`, `de`, ...) or `None` to detect it (multilingual models only).
+    pub language: Option<String>,
+    /// Translate to English.
+    pub translate: bool,
+    /// CPU threads for whisper.
+    pub threads: usize,
+    /// Beam size; 1 means greedy decoding.
+    pub beam_size: usize,
+    /// Candidates sampled at non-zero temperature (whisper's best-of).
+    pub best_of: usize,
+    /// First decoding temperature.
+    pub temperature: f32,
+    /// Temperature step for the fallback when a decode looks wrong; 0 disables the fallback.
+    pub temperature_increment: f32,
+    /// Text that primes the decoder (names, spelling, style).
+    pub initial_prompt: Option<String>,
+    /// Keep per-word timings in the transcript.
+    pub word_timestamps: bool,
+    /// Run VAD and transcribe only speech (needs a VAD model on the engine).
+    pub vad: bool,
+    /// VAD tuning.
+    #[serde(skip)]
+    pub vad_options: VadOptions,
+    /// Drop or flag hallucinations (phantom phrases, loops, no-speech segments).
+    pub hallucination_guard: bool,
+    /// Probability above which whisper's no-speech token marks a window as silent.
+    pub no_speech_threshold: f32,
+    /// Average log-probability below which a decode is retried at a higher temperature.
+    pub logprob_threshold: f32,
+    /// Skip this many seconds at the start.
+    pub offset: f64,
+    /// Transcribe at most this many seconds (after `offset`).
+    pub duration: Option<f64>,
+}
+
+impl Default for TranscribeOptions {
+    fn default() -> Self {
+        TranscribeOptions {
+            language: None,
+            translate: false,
+            threads: default_threads(),
+            beam_size: 5,
+            best_of: 5,
+            temperature: 0.0,
+            temperature_increment: 0.2,
+            initial_prompt: None,
+            word_timestamps: false,
+            vad: true,
+            vad_options: VadOptions::default(),
+            hallucination_guard: true,
+            no_speech_threshold: 0.6,
+            logprob_threshold: -1.0,
+            offset: 0.0,
+            duration: None,
+        }
+    }
+}
+
+/// Threads to use by default: every core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get())
+}
+
+/// Callbacks for one transcription.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Called with each segment as soon as it is final (already on the original timeline).
+    pub on_segment: Option<&'a mut dyn FnMut(&Segment)>,
+    /// Called with the fraction done, 0.0 to 1.0.
+    pub on_progress: Option<&'a mut dyn FnMut(f32)>,
+    /// Set it to stop whisper as soon as possible; the call then returns [`Error::Cancelled`].
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// What is known about a loaded model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    /// Path of the model file.
+    pub path: PathBuf,
+    /// Size class (`tiny`, `base`, ...).
+    pub kind: String,
+    /// Whether the model knows many languages (else English only).
+    pub multilingual: bool,
+}
+
+/// A loaded Whisper model (and the VAD model), shareable between threads.
+pub struct Engine {
+    ctx: WhisperContext,
+    vad: Option<Mutex<WhisperVadContext>>,
+    info: ModelInfo,
+}
+
+/// Checks the ggml magic so a wrong file gets a clear error instead of a whisper.cpp crash.
+fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
+    let model_err = |reason: String| Error::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        model_err(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{what} file not found"),
+            _ => format!("cannot read {what} file ({e})"),
+        })
+    })?;
+    if meta.is_dir() {
+        return Err(model_err(format!("{what} path is a directory")));
+    }
+    let mut magic = [0u8; 4];
+    let ok = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok();
+    // whisper.cpp writes the magic 0x67676d6c ("ggml") as a little-endian u32.
+    if !ok || u32::from_le_bytes(magic) != 0x6767_6d6c {
+        return Err(model_err(format!("not a {what} ggml model")));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Loads a Whisper ggml model and, if configured, the Silero VAD model.
+    pub fn load(model: &Path, options: &EngineOptions) -> Result<Self> {
+        whisper_rs::install_logging_hooks();
+        check_ggml_magic(model, "Whisper")?;
+        let mut params = WhisperContextParameters::default();
+        params.flash_attn(options.flash_attn);
+        params.use_gpu(options.use_gpu);
+        let path_str = model.to_str().ok_or_else(|| Error::Model {
+            path: model.to_path_buf(),
+            reason: "model path is not valid UTF-8".into(),
+        })?;
+        let ctx = WhisperContext::new_with_params(path_str, params).map_err(|_| Error::Model {
+            path: model.to_path_buf(),
+            reason: "not a Whisper ggml model (or the file is truncated)".into(),
+        })?;
+        let vad = match &options.vad_model {
+            Some(vad_path) => Some(Mutex::new(load_vad(vad_path)?)),
+            None => None,
+        };
+        let kind = ctx
+            .model_type_readable_str_lossy()
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        let info = ModelInfo {
+            path: model.to_path_buf(),
+            multilingual: ctx.is_multilingual(),
+            kind,
+        };
+        Ok(Engine { ctx, vad, info })
+    }
+
+    /// Facts about the loaded model.
+    pub fn model_info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// True when a VAD model is loaded.
+    pub fn has_vad(&self) -> bool {
+        self.vad.is_some()
+    }
+
+    /// Finds speech in `audio` (16 kHz mono). Returns raw (unpadded) spans in samples.
+    pub fn detect_speech(&self, audio: &[f32], opts: &VadOptions, threads: usize) -> Result<Vec<Span>> {
+        let Some(vad) = &self.vad else {
+            return Ok(vec![Span { start: 0, end: audio.len() }]);
+        };
+        let mut vad = vad.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = threads;
+        let mut params = WhisperVadParams::new();
+        params.set_threshold(opts.threshold);
+        params.set_min_speech_duration(opts.min_speech_ms as c_int);
+        params.set_min_silence_duration(opts.min_silence_ms as c_int);
+        // Padding is applied by verbatim (pad_and_merge) so raw spans stay exact.
+        params.set_speech_pad(0);
+        params.set_samples_overlap(0.0);
+        let segments = vad
+            .segments_from_samples(params, audio)
+            .map_err(|e| Error::Engine {
+                path: PathBuf::from("VAD"),
+                reason: format!("voice activity detection failed: {e}"),
+            })?;
+        let cs_to_samples = |cs: f32| ((cs.max(0.0) as f64) * SAMPLES_PER_SECOND as f64 / 100.0) as usize;
+        Ok(segments
+            .map(|s| Span {
+                start: cs_to_samples(s.start).min(audio.len()),
+                end: cs_to_samples(s.end).min(audio.len()),
+            })
+            .filter(|s| s.end > s.start)
+            .collect())
+    }
+
+    /// Transcribes 16 kHz mono `audio`. `source` names the input in errors; `channel` labels
+    /// the segments when channels are transcribed separately.
+    pub fn transcribe(
+        &self,
+        source: &Path,
+        audio: &[f32],
+        channel: Option<usize>,
+        opts: &TranscribeOptions,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<Transcript> {
+        let engine_err = |reason: String| Error::Engine {
+            path: source.to_path_buf(),
+            reason,
+        };
+        let sr = SAMPLES_PER_SECOND as f64;
+        let offset = ((opts.offset.max(0.0) * sr) as usize).min(audio.len());
+        let end = match opts.duration {
+            Some(d) => (offset + (d.max(0.0) * sr) as usize).min(audio.len()),
+            None => audio.len(),
+        };
+        let window = &audio[offset..end];
+        let mut transcript = Transcript {
+            language: String::new(),
+            language_probability: None,
+            duration: audio.len() as f64 / sr,
+            segments: Vec::new(),
+        };
+
+        // 1. Speech spans (raw for the guard, padded for whisper).
+        let use_vad = opts.vad && self.vad.is_some();
+        let raw_spans = if use_vad {
+            self.detect_speech(window, &opts.vad_options, opts.threads)?
+        } else {
+            vec![Span { start: 0, end: window.len() }]
+        };
+        let pad = opts.vad_options.pad_ms as usize * SAMPLES_PER_SECOND / 1000;
+        let spans = if use_vad {
+            vad::pad_and_merge(&raw_spans, pad, window.len())
+        } else {
+            raw_spans.clone()
+        };
+        let (packed, map) = if use_vad {
+            TimeMap::pack(window, &spans)
+        } else {
+            (Vec::new(), TimeMap::identity(window.len()))
+        };
+        let samples: &[f32] = if use_vad { &packed } else { window };
+        if samples.len() < SAMPLES_PER_SECOND / 10 {
+            // No speech at all: nothing to decode, and nothing to hallucinate.
+            transcript.language = opts.language.clone().unwrap_or_else(|| "en".into());
+            if let Some(p) = hooks.on_progress.as_mut() {
+                p(1.0);
+            }
+            return Ok(transcript);
+        }
+
+        let mut state = self
+            .ctx
+            .create_state()
+            .map_err(|e| engine_err(format!("cannot create whisper state: {e}")))?;
+
+        // 2. Language.
+        let language = if !self.info.multilingual {
+            "en".to_string()
+        } else {
+            match opts.language.as_deref() {
+                Some(code) if code != "auto" => code.to_string(),
+                _ => {
+                    let first = &samples[..samples.len().min(30 * SAMPLES_PER_SECOND)];
+                    state
+                        .pcm_to_mel(first, opts.threads.max(1))
+                        .map_err(|e| engine_err(format!("language detection failed: {e}")))?;
+                    let (id, probs) = state
+                        .lang_detect(0, opts.threads.max(1))
+                        .map_err(|e| engine_err(format!("language detection failed: {e}")))?;
+                    transcript.language_probability = probs.get(id as usize).copied();
+                    whisper_rs::get_lang_str(id).unwrap_or("en").to_string()
+                }
+            }
+        };
+        transcript.language = language.clone();
+
+        // 3. Decode.
+        let strategy = if opts.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: opts.beam_size as c_int,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy {
+                best_of: opts.best_of.max(1) as c_int,
+            }
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(opts.threads.max(1) as c_int);
+        params.set_language(Some(&language));
+        params.set_translate(opts.translate && self.info.multilingual);
+        params.set_temperature(opts.temperature);
+        params.set_temperature_inc(opts.temperature_increment);
+        params.set_no_speech_thold(opts.no_speech_threshold);
+        params.set_logprob_thold(opts.logprob_threshold);
+        params.set_token_timestamps(true);
+        params.set_suppress_nst(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        if let Some(prompt) = &opts.initial_prompt {
+            params.set_initial_prompt(prompt);
+        }
+
+        let cjk = matches!(language.as_str(), "zh" | "ja" | "th" | "lo" | "km" | "my" | "yue");
+        let mut collector = SegmentCollector {
+            map: &map,
+            offset,
+            raw_spans: &raw_spans,
+            channel,
+            opts,
+            cjk,
+            used_vad: use_vad,
+            segments: Vec::new(),
+            on_segment: hooks.on_segment.take(),
+            recent_texts: Vec::new(),
+        };
+        let mut segment_sink: &mut dyn FnMut(RawSegment) = &mut |raw| collector.accept(raw);
+        let segment_ptr: *mut &mut dyn FnMut(RawSegment) = &mut segment_sink;
+        let mut progress_sink: &mut dyn FnMut(f32) = match hooks.on_progress.as_mut() {
+            Some(p) => *p,
+            None => &mut |_| {},
+        };
+        let progress_ptr: *mut &mut dyn FnMut(f32) = &mut progress_sink;
+        let never = AtomicBool::new(false);
+        let cancel: &AtomicBool = hooks.cancel.unwrap_or(&never);
+        // SAFETY: the callbacks only run inside `state.full` below, while the pointed-to
+        // closures and the AtomicBool are alive on this stack frame.
+        unsafe {
+            params.set_new_segment_callback(Some(new_segment_trampoline));
+            params.set_new_segment_callback_user_data(segment_ptr as *mut c_void);
+            params.set_progress_callback(Some(progress_trampoline));
+            params.set_progress_callback_user_data(progress_ptr as *mut c_void);
+            params.set_abort_callback(Some(abort_trampoline));
+            params.set_abort_callback_user_data(cancel as *const AtomicBool as *mut c_void);
+        }
+        let result = state.full(params, samples);
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        match result {
+            Ok(()) => {}
+            Err(WhisperError::GenericError(-6)) => return Err(Error::Cancelled),
+            Err(e) => return Err(engine_err(format!("whisper failed: {e}"))),
+        }
+        transcript.segments = std::mem::take(&mut collector.segments);
+        if let Some(p) = hooks.on_progress.as_mut() {
+            p(1.0);
+        }
+        hooks.on_segment = collector.on_segment.take();
+        Ok(transcript)
+    }
+}
+
+fn load_vad(path: &Path) -> Result<WhisperVadContext> {
+    check_ggml_magic(path, "Silero VAD")?;
+    let mut params = WhisperVadContextParams::new();
+    params.set_n_threads(1);
+    params.set_use_gpu(false);
+    let path_str = path.to_str().ok_or_else(|| Error::Model {
+        path: path.to_path_buf(),
+        reason: "VAD model path is not valid UTF-8".into(),
+    })?;
+    WhisperVadContext::new(path_str, params).map_err(|_| Error::Model {
+        path: path.to_path_buf(),
+        reason: "not a Silero VAD ggml model".into(),
+    })
+}
+
+/// A token as whisper produced it, times in centiseconds of the packed buffer.
+struct RawToken {
+    bytes: Vec<u8>,
+    t0: i64,
+    t1: i64,
+    p: f32,
+    plog: f32,
+    starts_word: bool,
+}
+
+/// A segment as whisper produced it.
+struct RawSegment {
+    t0: i64,
+    t1: i64,
+    no_speech_prob: f32,
+    tokens: Vec<RawToken>,
+}
+
+unsafe extern "C" fn abort_trampoline(user_data: *mut c_void) -> bool {
+    // SAFETY: user_data is the &AtomicBool set in `transcribe`.
+    let flag = unsafe { &*(user_data as *const AtomicBool) };
+    flag.load(Ordering::Relaxed)
+}
+
+unsafe extern "C" fn progress_trampoline(
+    _ctx: *mut sys::whisper_context,
+    _state: *mut sys::whisper_state,
+    progress: c_int,
+    user_data: *mut c_void,
+) {
+    // SAFETY: user_data points at the `&mut dyn FnMut(f32)` set in `transcribe`.
+    let sink = unsafe { &mut *(user_data as *mut &mut dyn FnMut(f32)) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sink((progress as f32 / 100.0).clamp(0.0, 1.0))
+    }));
+}
+
+unsafe extern "C" fn new_segment_trampoline(
+    ctx: *mut sys::whisper_context,
+    state: *mut sys::whisper_state,
+    n_new: c_int,
+    user_data: *mut c_void,
+) {
+    // SAFETY: called by whisper_full with a valid ctx/state; user_data is the sink pointer.
+    let sink = unsafe { &mut *(user_data as *mut &mut dyn FnMut(RawSegment)) };
+    let total = unsafe { sys::whisper_full_n_segments_from_state(state) };
+    let eot = unsafe { sys::whisper_token_eot(ctx) };
+    for i in (total - n_new).max(0)..total {
+        let seg = unsafe { read_segment(ctx, state, i, eot) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(seg)));
+    }
+}
+
+/// Reads segment `i` and its text tokens from a whisper state.
+unsafe fn read_segment(
+    ctx: *mut sys::whisper_context,
+    state: *mut sys::whisper_state,
+    i: c_int,
+    eot: sys::whisper_token,
+) -> RawSegment {
+    unsafe {
+        let n_tokens = sys::whisper_full_n_tokens_from_state(state, i);
+        let mut tokens = Vec::with_capacity(n_tokens.max(0) as usize);
+        for j in 0..n_tokens {
+            let data = sys::whisper_full_get_token_data_from_state(state, i, j);
+            if data.id >= eot {
+                continue; // timestamps, language and task tokens
+            }
+            let text_ptr = sys::whisper_full_get_token_text_from_state(ctx, state, i, j);
+            let bytes = if text_ptr.is_null() {
+                Vec::new()
+            } else {
+                CStr::from_ptr(text_ptr).to_bytes().to_vec()
+            };
+            tokens.push(RawToken {
+                starts_word: bytes.first() == Some(&b' '),
+                bytes,
+                t0: data.t0,
+                t1: data.t1,
+                p: data.p,
+                plog: data.plog,
+            });
+        }
+        RawSegment {
+            t0: sys::whisper_full_get_segment_t0_from_state(state, i),
+            t1: sys::whisper_full_get_segment_t1_from_state(state, i),
+            no_speech_prob: sys::whisper_full_get_segment_no_speech_prob_from_state(state, i),
+            tokens,
+        }
+    }
+}
+
+/// Turns raw whisper segments into final [`Segment`]s: maps times, splits at long pauses,
+/// applies the hallucination guard and streams the result.
+struct SegmentCollector<'a, 'h> {
+    map: &'a TimeMap,
+    offset: usize,
+    raw_spans: &'a [Span],
+    channel: Option<usize>,
+    opts: &'a TranscribeOptions,
+    cjk: bool,
+    used_vad: bool,
+    segments: Vec<Segment>,
+    on_segment: Option<&'h mut dyn FnMut(&Segment)>,
+    recent_texts: Vec<String>,
+}
+
+impl SegmentCollector<'_, '_> {
+    /// Centiseconds in the packed buffer -> samples on the original timeline.
+    fn to_original(&self, cs: i64) -> usize {
+        let packed = (cs.max(0) as usize) * SAMPLES_PER_SECOND / 100;
+        self.map.to_original(packed)
+    }
+
+    fn seconds(&self, samples: usize) -> f64 {
+        (samples + self.offset) as f64 / SAMPLES_PER_SECOND as f64
+    }
+
+    fn accept(&mut self, raw: RawSegment) {
+        let words = self.words(&raw);
+        let avg_logprob = if raw.tokens.is_empty() {
+            0.0
+        } else {
+            raw.tokens.iter().map(|t| t.plog).sum::<f32>() / raw.tokens.len() as f32
+        };
+        // Split at long pauses (real gaps stay gaps), using word times.
+        let mut groups: Vec<Vec<(Word, usize, usize)>> = Vec::new();
+        for w in words {
+            let new_group = match groups.last().and_then(|g| g.last()) {
+                Some((_, _, prev_end)) => {
+                    (w.1.saturating_sub(*prev_end)) as f64 / SAMPLES_PER_SECOND as f64 > MAX_PAUSE_IN_SEGMENT
+                }
+                None => true,
+            };
+            if new_group {
+                groups.push(Vec::new());
+            }
+            if let Some(g) = groups.last_mut() {
+                g.push(w);
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        let single = groups.len() == 1;
+        for group in groups {
+            let (mut start, mut end) = if single {
+                (
+                    self.map.snap_start(self.to_original(raw.t0)),
+                    self.map.snap_end(self.to_original(raw.t1)),
+                )
+            } else {
+                (group[0].1, group[group.len() - 1].2)
+            };
+            // Keep the segment around its words: whisper's segment ends drift into silence.
+            let first_word = group[0].1;
+            let last_word = group[group.len() - 1].2;
+            start = start.min(first_word);
+            end = end.max(last_word);
+            if end <= start {
+                end = start + SAMPLES_PER_SECOND / 100;
+            }
+            let text = if self.cjk {
+                group.iter().map(|(w, _, _)| w.text.as_str()).collect::<String>()
+            } else {
+                group.iter().map(|(w, _, _)| w.text.as_str()).collect::<Vec<_>>().join(" ")
+            };
+            let words: Vec<Word> = group.into_iter().map(|(w, _, _)| w).collect();
+            let segment = Segment {
+                start: self.seconds(start),
+                end: self.seconds(end),
+                text,
+                channel: self.channel,
+                avg_logprob,
+                no_speech_prob: raw.no_speech_prob,
+                flags: Vec::new(),
+                words: Some(words),
+            };
+            self.finish(segment, start, end);
+        }
+    }
+
+    /// Groups tokens into words with original-timeline sample positions.
+    fn words(&self, raw: &RawSegment) -> Vec<(Word, usize, usize)> {
+        struct Acc {
+            bytes: Vec<u8>,
+            t0: i64,
+            t1: i64,
+            probs: Vec<f32>,
+        }
+        let mut accs: Vec<Acc> = Vec::new();
+        for tok in &raw.tokens {
+            let new_word = self.cjk || tok.starts_word || accs.is_empty();
+            if new_word {
+                accs.push(Acc {
+                    bytes: Vec::new(),
+                    t0: tok.t0,
+                    t1: tok.t1,
+                    probs: Vec::new(),
+                });
+            }
+            if let Some(acc) = accs.last_mut() {
+                acc.bytes.extend_from_slice(&tok.bytes);
+                acc.t1 = tok.t1.max(acc.t1);
+                acc.probs.push(tok.p);
+            }
+        }
+        accs.into_iter()
+            .filter_map(|acc| {
+                let text = String::from_utf8_lossy(&acc.bytes).trim().to_string();
+                if text.is_empty() {
+                    return None;
+                }
+                let t0 = if acc.t0 >= 0 { acc.t0 } else { raw.t0 };
+                let t1 = if acc.t1 >= 0 { acc.t1 } else { raw.t1 };
+                let start = self.map.snap_start(self.to_original(t0));
+                let end = self.map.snap_end(self.to_original(t1)).max(start);
+                let probability = acc.probs.iter().sum::<f32>() / acc.probs.len().max(1) as f32;
+                Some((
+                    Word {
+                        text,
+                        start: self.seconds(start),
+                        end: self.seconds(end),
+                        probability,
+                    },
+                    start,
+                    end,
+                ))
+            })
+            .collect()
+    }
+
+    /// Fraction of `[start, end)` covered by raw VAD speech.
+    fn speech_overlap(&self, start: usize, end: usize) -> f64 {
+        if end <= start {
+            return 0.0;
+        }
+        let covered: usize = self
+            .raw_spans
+            .iter()
+            .map(|s| s.end.min(end).saturating_sub(s.start.max(start)))
+            .sum();
+        covered as f64 / (end - start) as f64
+    }
+
+    fn finish(&mut self, mut segment: Segment, start: usize, end: usize) {
+        if self.opts.hallucination_guard {
+            let (cut, changed) = guard::cut_repetitions(&segment.text);
+            if changed {
+                segment.text = cut;
+                segment.flags.push(Flag::RepetitionCut);
+                // Word timings no longer line up with the cut text; keep the words that
+                // survived in order.
+                if let Some(words) = &mut segment.words {
+                    let kept: Vec<&str> = segment.text.split_whitespace().collect();
+                    let mut out = Vec::new();
+                    let mut k = 0;
+                    for w in words.iter() {
+                        if k < kept.len() && w.text == kept[k] {
+                            out.push(w.clone());
+                            k += 1;
+                        }
+                    }
+                    *words = out;
+                }
+            }
+            let on_speech = if self.used_vad {
+                self.speech_overlap(start, end) >= 0.5
+            } else {
+                segment.no_speech_prob < 0.5
+            };
+            if guard::is_phantom_phrase(&segment.text) {
+                if !on_speech {
+                    return;
+                }
+                segment.flags.push(Flag::PhantomPhrase);
+            }
+            if segment.no_speech_prob > self.opts.no_speech_threshold
+                && segment.avg_logprob < self.opts.logprob_threshold
+            {
+                if !on_speech {
+                    return;
+                }
+                segment.flags.push(Flag::LowConfidence);
+            } else if segment.avg_logprob < self.opts.logprob_threshold {
+                segment.flags.push(Flag::LowConfidence);
+            }
+            // The same sentence three times in a row is a loop, not speech.
+            let norm = guard::normalize(&segment.text);
+            if self.recent_texts.len() >= 2 && self.recent_texts.iter().rev().take(2).all(|t| *t == norm) {
+                return;
+            }
+            self.recent_texts.push(norm);
+        }
+        if segment.text.trim().is_empty() {
+            return;
+        }
+        if !self.opts.word_timestamps {
+            segment.words = None;
+        }
+        if let Some(cb) = self.on_segment.as_mut() {
+            cb(&segment);
+        }
+        self.segments.push(segment);
+    }
+}
+
+/// Whisper's id for a language code (`en`, `de`, ...), or `None` if whisper does not know it.
+pub fn language_id(code: &str) -> Option<i32> {
+    if code.is_empty() || code.contains('\0') {
+        return None;
+    }
+    whisper_rs::get_lang_id(code)
+}

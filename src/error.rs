@@ -1,0 +1,73 @@
+//! Errors of the library, each naming the file it concerns, and the CLI's exit codes.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while transcribing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input file could not be read or decoded.
+    #[error("{}: {reason}", path.display())]
+    Input {
+        /// The input (`-` for standard input).
+        path: PathBuf,
+        /// One-line reason.
+        reason: String,
+    },
+    /// A model file is missing or is not a usable Whisper/VAD model.
+    #[error("{reason}: {}", path.display())]
+    Model {
+        /// The model path.
+        path: PathBuf,
+        /// One-line reason.
+        reason: String,
+    },
+    /// whisper.cpp failed while transcribing.
+    #[error("{}: transcription failed: {reason}", path.display())]
+    Engine {
+        /// The input being transcribed.
+        path: PathBuf,
+        /// One-line reason.
+        reason: String,
+    },
+    /// An output file could not be written.
+    #[error("{}: cannot write output: {reason}", path.display())]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// One-line reason.
+        reason: String,
+    },
+    /// The user interrupted the run (Ctrl-C).
+    #[error("interrupted")]
+    Cancelled,
+    /// Invalid options (e.g. an unknown language code).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Input`].
+    pub fn input(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Process exit codes of the `verbatim` binary (also documented in `--help` and the README).
+pub mod exit_code {
+    /// Everything succeeded.
+    pub const OK: i32 = 0;
+    /// Failure: the only input failed, every input failed, or a fatal error (e.g. the model).
+    pub const FAILURE: i32 = 1;
+    /// Bad command-line usage.
+    pub const USAGE: i32 = 2;
+    /// Some inputs failed while others succeeded.
+    pub const PARTIAL: i32 = 3;
+    /// Interrupted by Ctrl-C (128 + SIGINT).
+    pub const INTERRUPTED: i32 = 130;
+}

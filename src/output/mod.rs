@@ -1,0 +1,152 @@
+//! Output formats, one file each behind the [`OutputFormat`] trait, and atomic writing.
+//!
+//! Adding a format means one new file and one arm in [`Format::writer`].
+
+mod json;
+mod lrc;
+mod srt;
+mod tsv;
+mod txt;
+mod vtt;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::transcript::Transcript;
+
+pub use json::{JsonMeta, JsonOutput};
+
+/// Turns a transcript into the bytes of one file format.
+pub trait OutputFormat {
+    /// Renders the whole transcript.
+    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String;
+}
+
+/// The formats verbatim writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Plain text, one segment per line.
+    Txt,
+    /// SubRip subtitles.
+    Srt,
+    /// WebVTT subtitles.
+    Vtt,
+    /// Everything, machine-readable (schema in the README).
+    Json,
+    /// Tab-separated start, end (milliseconds) and text, as whisper's Python CLI writes it.
+    Tsv,
+    /// LRC lyrics with `[mm:ss.xx]` line times.
+    Lrc,
+}
+
+impl Format {
+    /// All formats, in the order `--help` lists them.
+    pub const ALL: [Format; 6] = [Format::Txt, Format::Srt, Format::Vtt, Format::Json, Format::Tsv, Format::Lrc];
+
+    /// File extension (without dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Txt => "txt",
+            Format::Srt => "srt",
+            Format::Vtt => "vtt",
+            Format::Json => "json",
+            Format::Tsv => "tsv",
+            Format::Lrc => "lrc",
+        }
+    }
+
+    /// Parses a format name (`srt`, `VTT`, ...).
+    pub fn parse(name: &str) -> Option<Format> {
+        let name = name.trim().to_ascii_lowercase();
+        Format::ALL.into_iter().find(|f| f.extension() == name)
+    }
+
+    /// The writer for this format.
+    pub fn writer(self) -> Box<dyn OutputFormat> {
+        match self {
+            Format::Txt => Box::new(txt::Txt),
+            Format::Srt => Box::new(srt::Srt),
+            Format::Vtt => Box::new(vtt::Vtt),
+            Format::Json => Box::new(JsonOutput),
+            Format::Tsv => Box::new(tsv::Tsv),
+            Format::Lrc => Box::new(lrc::Lrc),
+        }
+    }
+
+    /// Renders `transcript` in this format.
+    pub fn render(self, transcript: &Transcript, meta: &JsonMeta) -> String {
+        self.writer().render(transcript, meta)
+    }
+}
+
+/// `dir/stem.ext` for an input path: `talk.mp3` -> `talk.srt`, never `talk.mp3.srt`.
+pub fn output_path(input: &Path, dir: Option<&Path>, format: Format) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_os_string())
+        .unwrap_or_else(|| "stdin".into());
+    let mut name = stem;
+    name.push(".");
+    name.push(format.extension());
+    match dir {
+        Some(d) => d.join(name),
+        None => input.with_file_name(name),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a
+/// rename, so a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".verbatim-")
+        .suffix(".partial")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// `HH:MM:SS<sep>mmm` as SRT (`,`) and VTT (`.`) want it.
+pub(crate) fn clock(seconds: f64, separator: char) -> String {
+    let total_ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (h, rem) = (total_ms / 3_600_000, total_ms % 3_600_000);
+    let (m, rem) = (rem / 60_000, rem % 60_000);
+    let (s, ms) = (rem / 1000, rem % 1000);
+    format!("{h:02}:{m:02}:{s:02}{separator}{ms:03}")
+}
+
+/// Cue times for subtitle formats: millisecond-rounded, never overlapping the next cue and
+/// never zero-length.
+pub(crate) fn cue_times(transcript: &Transcript) -> Vec<(f64, f64)> {
+    let segs = &transcript.segments;
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(segs.len());
+    for (i, seg) in segs.iter().enumerate() {
+        let start = round_ms(seg.start).max(out.last().map_or(0.0, |p| p.1));
+        let mut end = round_ms(seg.end);
+        if let Some(next) = segs.get(i + 1) {
+            end = end.min(round_ms(next.start));
+        }
+        if end <= start {
+            end = start + 0.001;
+        }
+        out.push((start, end));
+    }
+    out
+}
+
+fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+/// Segment text with a channel label when channels were split.
+pub(crate) fn labelled_text(seg: &crate::Segment) -> String {
+    match seg.channel_label() {
+        Some(label) => format!("[{label}] {}", seg.text),
+        None => seg.text.clone(),
+    }
+}
