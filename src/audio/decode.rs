@@ -72,7 +72,17 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
     file.rewind()
         .map_err(|e| Error::input(path, io_reason(&e)))?;
     let decoded = if is_wav(&head[..n]) {
-        decode_wav(path, std::io::BufReader::new(file), meta.len())?
+        match decode_wav(path, std::io::BufReader::new(file), meta.len()) {
+            Ok(audio) => audio,
+            Err(WavFailure::Fatal(e)) => return Err(e),
+            Err(WavFailure::NotForHound { reason, encoding }) => {
+                let file =
+                    std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+                wav_fallback(path, Box::new(file), reason, encoding, |failure| {
+                    ffmpeg_fallback(path, path, failure, keep_channels)
+                })?
+            }
+        }
     } else {
         let hint = path.extension().and_then(|e| e.to_str());
         match decode_symphonia(Box::new(file), hint) {
@@ -89,21 +99,72 @@ pub fn decode_bytes(name: &str, data: &[u8], keep_channels: bool) -> Result<Deco
         return Err(Error::input(name, "empty input (0 bytes)"));
     }
     let decoded = if is_wav(data) {
-        decode_wav(Path::new(name), Cursor::new(data), data.len() as u64)?
+        match decode_wav(Path::new(name), Cursor::new(data), data.len() as u64) {
+            Ok(audio) => audio,
+            Err(WavFailure::Fatal(e)) => return Err(e),
+            Err(WavFailure::NotForHound { reason, encoding }) => wav_fallback(
+                Path::new(name),
+                Box::new(Cursor::new(data.to_vec())),
+                reason,
+                encoding,
+                |failure| ffmpeg_fallback_bytes(name, data, failure, keep_channels),
+            )?,
+        }
     } else {
         match decode_symphonia(Box::new(Cursor::new(data.to_vec())), None) {
             Ok(audio) => audio,
-            Err(err) => {
-                // ffmpeg needs a seekable input for many containers (mp4): give it a file.
-                let mut tmp = tempfile::NamedTempFile::new()
-                    .map_err(|e| Error::input(name, format!("cannot create temp file: {e}")))?;
-                std::io::Write::write_all(&mut tmp, data)
-                    .map_err(|e| Error::input(name, format!("cannot write temp file: {e}")))?;
-                ffmpeg_fallback(Path::new(name), tmp.path(), err, keep_channels)?
-            }
+            Err(err) => ffmpeg_fallback_bytes(name, data, err, keep_channels)?,
         }
     };
     finish(Path::new(name), decoded)
+}
+
+/// The ffmpeg fallback for bytes held in memory.
+fn ffmpeg_fallback_bytes(
+    name: &str,
+    data: &[u8],
+    failure: SymphoniaFailure,
+    keep_channels: bool,
+) -> Result<DecodedAudio> {
+    if ffmpeg_binary().is_none() {
+        // Only the message is wanted; no temp file needed.
+        return ffmpeg_fallback(Path::new(name), Path::new(name), failure, keep_channels);
+    }
+    // ffmpeg needs a seekable input for many containers (mp4): give it a file.
+    let mut tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::input(name, format!("cannot create temp file: {e}")))?;
+    std::io::Write::write_all(&mut tmp, data)
+        .map_err(|e| Error::input(name, format!("cannot write temp file: {e}")))?;
+    ffmpeg_fallback(Path::new(name), tmp.path(), failure, keep_channels)
+}
+
+/// A WAV file hound cannot read (another codec such as A-law, u-law or ADPCM, 64-bit float,
+/// RF64, or a header written by a streaming encoder that did not know the length): symphonia
+/// decodes most of those, ffmpeg the rest. When neither can, hound's reason is the most
+/// precise one to report.
+fn wav_fallback(
+    display: &Path,
+    source: Box<dyn MediaSource>,
+    hound_reason: String,
+    unsupported_encoding: bool,
+    ffmpeg: impl FnOnce(SymphoniaFailure) -> Result<DecodedAudio>,
+) -> Result<DecodedAudio> {
+    match decode_symphonia(source, Some("wav")) {
+        Ok(audio) => Ok(audio),
+        // The codec is known but not built in: the fallback's message names it.
+        Err(failure @ SymphoniaFailure::UnsupportedCodec(_)) => ffmpeg(failure),
+        Err(failure) => {
+            let have_ffmpeg = ffmpeg_binary().is_some();
+            ffmpeg(failure).map_err(|_| {
+                let hint = if unsupported_encoding && !have_ffmpeg {
+                    "; install ffmpeg (e.g. `apt install ffmpeg`) to decode it"
+                } else {
+                    ""
+                };
+                Error::input(display, format!("{hound_reason}{hint}"))
+            })
+        }
+    }
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -160,45 +221,85 @@ fn finish(path: &Path, mut audio: DecodedAudio) -> Result<DecodedAudio> {
     Ok(audio)
 }
 
-fn decode_wav<R: Read + Seek>(path: &Path, reader: R, total_bytes: u64) -> Result<DecodedAudio> {
-    let mut wav = hound::WavReader::new(reader).map_err(|e| {
-        Error::input(
-            path,
-            match e {
-                hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    "truncated WAV header".to_string()
-                }
-                hound::Error::Unsupported => "unsupported WAV encoding".to_string(),
-                other => format!("invalid WAV file: {other}"),
-            },
-        )
+/// Why hound did not decode a WAV file.
+enum WavFailure {
+    /// The file is broken: report this error.
+    Fatal(Error),
+    /// A WAV variant hound does not read, or a header it rejects that other decoders may
+    /// accept: try them, and report `reason` if they fail too. `encoding` is set when the
+    /// header is fine but its encoding is one hound lacks (so ffmpeg may well decode it).
+    NotForHound {
+        /// One-line reason.
+        reason: String,
+        /// The encoding, not the header, is what hound cannot read.
+        encoding: bool,
+    },
+}
+
+fn decode_wav<R: Read + Seek>(
+    path: &Path,
+    reader: R,
+    total_bytes: u64,
+) -> std::result::Result<DecodedAudio, WavFailure> {
+    let fatal = |reason: String| WavFailure::Fatal(Error::input(path, reason));
+    let mut wav = hound::WavReader::new(reader).map_err(|e| match e {
+        // hound reports a short read as `ErrorKind::Other` ("Failed to read enough bytes.").
+        hound::Error::IoError(io)
+            if io.kind() == std::io::ErrorKind::UnexpectedEof
+                || io.to_string().contains("Failed to read enough bytes") =>
+        {
+            fatal(format!(
+                "truncated WAV header (the file has only {total_bytes} bytes)"
+            ))
+        }
+        hound::Error::IoError(io) => fatal(io_reason(&io)),
+        hound::Error::Unsupported => WavFailure::NotForHound {
+            reason: "unsupported WAV encoding (not PCM or IEEE float)".into(),
+            encoding: true,
+        },
+        hound::Error::FormatError(reason) => WavFailure::NotForHound {
+            reason: format!("invalid WAV header: {reason}"),
+            encoding: false,
+        },
+        other => WavFailure::NotForHound {
+            reason: format!("invalid WAV file: {other}"),
+            encoding: false,
+        },
     })?;
     let spec = wav.spec();
     if spec.channels == 0 {
-        return Err(Error::input(path, "WAV header declares zero channels"));
+        return Err(fatal("WAV header declares zero channels".into()));
     }
     if spec.channels > 32 {
-        return Err(Error::input(path, format!("WAV header declares {} channels", spec.channels)));
+        return Err(fatal(format!(
+            "WAV header declares {} channels",
+            spec.channels
+        )));
     }
     if spec.sample_rate == 0 {
-        return Err(Error::input(path, "WAV header declares a sample rate of 0 Hz"));
+        return Err(fatal("WAV header declares a sample rate of 0 Hz".into()));
     }
     let bytes_per_sample = u64::from(spec.bits_per_sample).div_ceil(8).max(1);
     let claimed_bytes = u64::from(wav.len()) * bytes_per_sample;
     // A header that promises more data than the file holds is corrupt; trusting it would
     // mean allocating gigabytes for a few kilobytes of audio.
     if claimed_bytes > total_bytes {
-        return Err(Error::input(
-            path,
-            format!(
-                "WAV header claims {claimed_bytes} bytes of audio data but the file holds only {total_bytes} bytes (truncated or corrupt)"
-            ),
-        ));
+        // Except for the length 2^32-1 that streaming writers (ffmpeg to a pipe) put in
+        // because they cannot know it: symphonia reads such files to their end.
+        if claimed_bytes == u64::from(u32::MAX) {
+            return Err(WavFailure::NotForHound {
+                reason: "WAV header of unknown length (written by a streaming encoder)".into(),
+                encoding: false,
+            });
+        }
+        return Err(fatal(format!(
+            "WAV header claims {claimed_bytes} bytes of audio data but the file holds only {total_bytes} bytes (truncated or corrupt)"
+        )));
     }
     let channels = usize::from(spec.channels);
     let capacity = wav.len() as usize / channels;
     let mut planar: Vec<Vec<f32>> = (0..channels).map(|_| Vec::with_capacity(capacity)).collect();
-    let read_error = |e: hound::Error| Error::input(path, format!("cannot read WAV samples: {e}"));
+    let read_error = |e: hound::Error| fatal(format!("cannot read WAV samples: {e}"));
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => {
             for (i, s) in wav.samples::<f32>().enumerate() {
@@ -212,10 +313,10 @@ fn decode_wav<R: Read + Seek>(path: &Path, reader: R, total_bytes: u64) -> Resul
             }
         }
         (format, bits) => {
-            return Err(Error::input(
-                path,
-                format!("unsupported WAV sample format: {bits}-bit {format:?}"),
-            ))
+            return Err(WavFailure::NotForHound {
+                reason: format!("unsupported WAV sample format: {bits}-bit {format:?}"),
+                encoding: true,
+            })
         }
     }
     Ok(DecodedAudio {
@@ -266,7 +367,53 @@ fn codec_name(codec: CodecType) -> String {
     }
 }
 
+thread_local! {
+    /// Set while symphonia runs on this thread: its panics are caught and reported as errors,
+    /// so the panic hook must not print them.
+    static IN_SYMPHONIA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Decodes with symphonia, turning a panic inside it into [`SymphoniaFailure::Corrupt`].
+///
+/// symphonia 0.5 trusts some header fields in arithmetic (e.g. a WAVE_FORMAT_EXTENSIBLE
+/// header declaring 102 channels overflows a shift in `fix_channel_mask`), so a malformed file
+/// can panic it. One bad input must not abort a batch nor print a panic message: the panic is
+/// caught, and a panic hook, installed once and wrapping the previous one, stays silent for
+/// panics raised while this thread is inside symphonia.
 fn decode_symphonia(
+    source: Box<dyn MediaSource>,
+    extension: Option<&str>,
+) -> std::result::Result<DecodedAudio, SymphoniaFailure> {
+    static INSTALL_HOOK: std::sync::Once = std::sync::Once::new();
+    INSTALL_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_SYMPHONIA.with(|flag| flag.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was_inside = IN_SYMPHONIA.with(|flag| flag.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_symphonia_unguarded(source, extension)
+    }));
+    IN_SYMPHONIA.with(|flag| flag.set(was_inside));
+    result.unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .map(|s| s.lines().next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        Err(SymphoniaFailure::Corrupt(if detail.is_empty() {
+            "malformed header or data (the decoder gave up)".into()
+        } else {
+            format!("malformed header or data (the decoder gave up: {detail})")
+        }))
+    })
+}
+
+fn decode_symphonia_unguarded(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,
 ) -> std::result::Result<DecodedAudio, SymphoniaFailure> {
@@ -283,6 +430,14 @@ fn decode_symphonia(
         .format(&hint, stream, &format_opts, &MetadataOptions::default())
         .map_err(|e| match e {
             SymphoniaError::Unsupported(_) => SymphoniaFailure::UnknownFormat,
+            // The probe (or the reader it picked) ran off the end of the data before finding
+            // a complete stream header; symphonia's own text is just "end of stream".
+            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                SymphoniaFailure::Corrupt(
+                    "the file ends before any audio stream was found (truncated, or not audio)"
+                        .into(),
+                )
+            }
             other => SymphoniaFailure::Corrupt(other.to_string()),
         })?;
     let mut format = probed.format;

@@ -30,6 +30,7 @@ pub const SAMPLES_PER_SECOND: usize = 16_000;
 
 /// A segment never spans a pause longer than this (seconds): it is split there.
 const MAX_PAUSE_IN_SEGMENT: f64 = 1.5;
+const MAX_PAUSE_SAMPLES: usize = (MAX_PAUSE_IN_SEGMENT * SAMPLES_PER_SECOND as f64) as usize;
 
 /// The whisper.cpp version verbatim is built with.
 pub fn whisper_cpp_version() -> &'static str {
@@ -584,7 +585,7 @@ impl SegmentCollector<'_, '_> {
             let first_word = group[0].1;
             let last_word = group[group.len() - 1].2;
             start = start.min(first_word);
-            end = end.max(last_word);
+            end = end.min(self.map.run_end(start, MAX_PAUSE_SAMPLES)).max(last_word);
             if end <= start {
                 end = start + SAMPLES_PER_SECOND / 100;
             }
@@ -642,7 +643,11 @@ impl SegmentCollector<'_, '_> {
                 let t0 = if acc.t0 >= 0 { acc.t0 } else { raw.t0 };
                 let t1 = if acc.t1 >= 0 { acc.t1 } else { raw.t1 };
                 let start = self.map.snap_start(self.to_original(t0));
-                let end = self.map.snap_end(self.to_original(t1)).max(start);
+                let end = self
+                    .map
+                    .snap_end(self.to_original(t1))
+                    .min(self.map.run_end(start, MAX_PAUSE_SAMPLES))
+                    .max(start);
                 let probability = acc.probs.iter().sum::<f32>() / acc.probs.len().max(1) as f32;
                 Some((
                     Word {

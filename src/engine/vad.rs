@@ -148,6 +148,23 @@ impl TimeMap {
         best.min(orig)
     }
 
+    /// End of the run of speech that contains `orig`, where pieces closer than `max_gap`
+    /// samples count as one run. Whisper's timestamps are fuzzy at piece joins; clamping an
+    /// end to this keeps a word or segment from spanning a long removed silence.
+    pub fn run_end(&self, orig: usize, max_gap: usize) -> usize {
+        let Some(mut idx) = self.pieces.iter().position(|p| orig < p.orig_start + p.len) else {
+            return usize::MAX;
+        };
+        while let Some(next) = self.pieces.get(idx + 1) {
+            let end = self.pieces[idx].orig_start + self.pieces[idx].len;
+            if next.orig_start.saturating_sub(end) > max_gap {
+                break;
+            }
+            idx += 1;
+        }
+        self.pieces[idx].orig_start + self.pieces[idx].len
+    }
+
     /// Number of packed pieces.
     pub fn len(&self) -> usize {
         self.pieces.len()
@@ -183,6 +200,8 @@ mod tests {
         assert_eq!(map.snap_end(12 * sr + 10), 12 * sr);
         assert_eq!(map.snap_end(58 * sr), 58 * sr);
         assert_eq!(map.snap_start(2 * sr), 5 * sr);
+        assert_eq!(map.run_end(6 * sr, sr), 12 * sr);
+        assert_eq!(map.run_end(6 * sr, 60 * sr), 62 * sr);
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! Shared test harness: finds the shared models and audio, runs the real binary in a
+//! throwaway directory, and scores word error rate.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `$VERBATIM_SHARED`, else `../shared` next to the crate.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("VERBATIM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// A file under the shared directory. Missing files fail the test loudly (under CI and
+/// everywhere else: a silently skipped test proves nothing).
+pub fn shared(rel: &str) -> PathBuf {
+    let path = shared_dir().join(rel);
+    if !path.exists() {
+        panic!(
+            "MISSING TEST DATA: {} (set VERBATIM_SHARED to the shared directory with models/ and audio/)",
+            path.display()
+        );
+    }
+    path
+}
+
+pub fn tiny_en() -> PathBuf {
+    shared("models/ggml-tiny.en.bin")
+}
+
+pub fn base_model() -> PathBuf {
+    shared("models/ggml-base-q5_1.bin")
+}
+
+pub fn vad_model() -> PathBuf {
+    shared("models/ggml-silero-vad.bin")
+}
+
+pub fn audio(name: &str) -> PathBuf {
+    shared(&format!("audio/{name}"))
+}
+
+/// The reference transcript of a shared audio file.
+pub fn reference(name: &str) -> String {
+    let stem = Path::new(name)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::read_to_string(shared(&format!("audio/{stem}.txt"))).unwrap()
+}
+
+/// The `verbatim` binary built for this test run.
+pub fn verbatim() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verbatim"));
+    // Tests choose models explicitly; never pick up a developer's environment.
+    for var in [
+        "VERBATIM_MODEL",
+        "VERBATIM_VAD_MODEL",
+        "VERBATIM_MODELS_DIR",
+        "VERBATIM_FFMPEG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// `verbatim transcribe` with tiny.en and the VAD model.
+pub fn transcribe() -> Command {
+    let mut cmd = verbatim();
+    cmd.arg("transcribe")
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model())
+        .arg("--quiet");
+    cmd
+}
+
+/// Runs a command and returns its output, printing stderr to help debugging.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("failed to run verbatim");
+    eprintln!("--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Lower-case words without punctuation (apostrophes kept), as the shared scorer does.
+pub fn normalize_words(text: &str) -> Vec<String> {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c.to_lowercase().next().unwrap()
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_string())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word-level edit distance between a reference and a hypothesis.
+pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut cur = vec![i + 1; hypothesis.len() + 1];
+        for (j, h) in hypothesis.iter().enumerate() {
+            let sub = prev[j] + usize::from(r != h);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[hypothesis.len()]
+}
+
+/// Word error rate of `hypothesis` against `reference`.
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let r = normalize_words(reference);
+    let h = normalize_words(hypothesis);
+    word_errors(&r, &h) as f64 / r.len().max(1) as f64
+}
+
+/// Lists the files in a directory (for "no output left behind" checks).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
