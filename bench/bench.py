@@ -40,16 +40,33 @@ UTT_PATTERNS = ["1688-*.flac", "367-*.flac", "1089-134686-0002.wav", "1221-13576
 
 
 # ------------------------------------------------------------------ helpers
+def busy_cpu_s():
+    """System-wide non-idle CPU seconds so far (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd, log_path, env=None):
-    """Run cmd, return (wall_s, maxrss_bytes, cpu_s, returncode). Output goes to log_path."""
+    """Run cmd; return (wall_s, maxrss_bytes, cpu_s, foreign_cpu_s, returncode). Output goes to log_path.
+
+    foreign_cpu_s = CPU seconds the rest of the machine used while cmd ran (noise indicator)."""
     with open(log_path, "wb") as log:
+        b0 = busy_cpu_s()
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         _pid, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
+        b1 = busy_cpu_s()
     p.returncode = os.waitstatus_to_exitcode(status)
     maxrss = ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # Linux: KiB
-    return wall, maxrss, ru.ru_utime + ru.ru_stime, p.returncode
+    cpu = ru.ru_utime + ru.ru_stime
+    foreign = max(0.0, b1 - b0 - cpu) if b0 is not None and b1 is not None else float("nan")
+    return wall, maxrss, cpu, foreign, p.returncode
 
 
 def audio_durations(audio_dir):
@@ -205,7 +222,7 @@ def main():
                 for old in glob.glob(os.path.join(out, "*.txt")):
                     os.remove(old)
                 cmd = build(files, out)
-                wall, rss, cpu, rc = run_measured(cmd, out + ".log")
+                wall, rss, cpu, foreign, rc = run_measured(cmd, out + ".log")
                 if rc != 0:
                     sys.exit(f"{ename} failed (exit {rc}) on {wname}; see {out}.log\ncommand: {shlex.join(cmd)}")
                 extra = {}
@@ -213,9 +230,12 @@ def main():
                 if os.path.exists(tj):
                     with open(tj) as f:
                         extra = json.load(f)
-                runs.append({"wall_s": wall, "maxrss_b": rss, "cpu_s": cpu, "hypdir": out, "inner": extra})
+                runs.append({"wall_s": wall, "maxrss_b": rss, "cpu_s": cpu, "foreign_cpu_s": foreign,
+                             "hypdir": out, "inner": extra})
+                noisy = foreign > 0.1 * wall
                 print(f"  {wname:5s} {ename:15s} run {i + 1}/{a.runs}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, "
-                      f"{fmt_mib(rss)} peak RSS", file=sys.stderr, flush=True)
+                      f"{fmt_mib(rss)} peak RSS, other processes used {foreign:.1f} CPU s"
+                      + ("  <-- NOISY" if noisy else ""), file=sys.stderr, flush=True)
             walls = [r["wall_s"] for r in runs]
             rsss = [r["maxrss_b"] for r in runs]
             cpus = [r["cpu_s"] for r in runs]
@@ -224,7 +244,7 @@ def main():
             results[(wname, ename)] = {
                 "label": label, "files": len(files), "audio_s": audio_s,
                 "wall_s": pick(walls), "maxrss_b": pick(rsss), "cpu_s": pick(cpus),
-                "walls": walls, "wer": tot["wer"], "wer_errors": tot["errors"], "ref_words": tot["ref_words"],
+                "walls": walls, "foreign_cpu_s": [r["foreign_cpu_s"] for r in runs], "wer": tot["wer"], "wer_errors": tot["errors"], "ref_words": tot["ref_words"],
                 "per_file_wer": {k: v["wer"] for k, v in per_file.items()},
                 "inner": runs[-1]["inner"], "command": shlex.join(build(files, "OUTDIR")),
             }
@@ -310,8 +330,12 @@ def main():
                 for n, vals in diffs:
                     print(f"    {n:<22} " + "  ".join("  n/a" if v is None else f"{100 * v:6.2f}" for v in vals))
         print()
-    if load_end > 0.5 * (os.cpu_count() or 1) or load_start > 0.5 * (os.cpu_count() or 1):
-        print(f"WARNING: the machine was busy (load average {load_start:.2f} -> {load_end:.2f}); timings are noisy.\n")
+    noisy = [(k, max(v["foreign_cpu_s"])) for k, v in results.items() if max(v["foreign_cpu_s"]) > 0.1 * v["wall_s"]]
+    if noisy:
+        print("WARNING: other processes used CPU during these cells, so their timings are inflated: "
+              + ", ".join(f"{w}/{e} ({f:.0f} CPU s)" for (w, e), f in noisy) + "\n")
+    else:
+        print("Machine was quiet: no cell saw more than 10% of its wall time in CPU use by other processes.\n")
     print("Engine commands (OUTDIR = per-run hypothesis directory):")
     for wname in workloads:
         for ename, _, _ in engines:

@@ -13,7 +13,11 @@ pub const DEFAULT_MODEL_FILES: &[&str] = &[
 ];
 
 /// Silero VAD file names, newest first.
-pub const VAD_MODEL_FILES: &[&str] = &["ggml-silero-v6.2.0.bin", "ggml-silero-vad.bin", "ggml-silero-v5.1.2.bin"];
+pub const VAD_MODEL_FILES: &[&str] = &[
+    "ggml-silero-v6.2.0.bin",
+    "ggml-silero-vad.bin",
+    "ggml-silero-v5.1.2.bin",
+];
 
 /// The model store: `$VERBATIM_MODELS_DIR`, else `$XDG_CACHE_HOME/verbatim/models`, else
 /// `~/.cache/verbatim/models`.
@@ -32,7 +36,10 @@ pub fn models_dir() -> PathBuf {
 /// The first default Whisper model present in the store.
 pub fn find_default_model() -> Option<PathBuf> {
     let dir = models_dir();
-    DEFAULT_MODEL_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file())
+    DEFAULT_MODEL_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
 }
 
 /// A Silero VAD model next to `near` (the Whisper model) or in the store.

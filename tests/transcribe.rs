@@ -31,7 +31,12 @@ fn jfk_flac_gives_the_exact_words() {
 fn librispeech_word_error_rate_is_at_most_14_percent() {
     let dir = tempfile::tempdir().unwrap();
     let mut names: Vec<String> = (0..10)
-        .flat_map(|i| [format!("1688-142285-{i:04}.flac"), format!("367-130732-{i:04}.flac")])
+        .flat_map(|i| {
+            [
+                format!("1688-142285-{i:04}.flac"),
+                format!("367-130732-{i:04}.flac"),
+            ]
+        })
         .collect();
     names.push("1089-134686-0002.wav".into());
     names.push("1221-135766-0002.wav".into());
@@ -55,7 +60,10 @@ fn librispeech_word_error_rate_is_at_most_14_percent() {
     let report: Value = serde_json::from_slice(&scorer.stdout).unwrap();
     let total = report["total"]["wer"].as_f64().unwrap();
     let total = if total > 1.0 { total / 100.0 } else { total };
-    eprintln!("LibriSpeech (22 utterances) WER with tiny.en: {:.2} %", total * 100.0);
+    eprintln!(
+        "LibriSpeech (22 utterances) WER with tiny.en: {:.2} %",
+        total * 100.0
+    );
     assert_eq!(report["total"]["files"].as_u64(), Some(22));
     assert!(total <= 0.14, "WER {:.2} % is above 14 %", total * 100.0);
 }
@@ -81,11 +89,17 @@ fn long_silence_stays_a_gap_and_first_segment_starts_on_speech() {
         );
         for w in s["words"].as_array().unwrap() {
             let (ws, we) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
-            assert!(we <= gap_start + 0.5 || ws >= gap_end - 0.5, "word {w} in the silence");
+            assert!(
+                we <= gap_start + 0.5 || ws >= gap_end - 0.5,
+                "word {w} in the silence"
+            );
         }
     }
     let first = segs[0]["start"].as_f64().unwrap();
-    assert!((first - 5.0).abs() <= 0.5, "first segment starts at {first}, speech at 5.0");
+    assert!(
+        (first - 5.0).abs() <= 0.5,
+        "first segment starts at {first}, speech at 5.0"
+    );
     let text = doc["text"].as_str().unwrap();
     let wer = wer(&reference("librivox_0870_gap45s_0890.wav"), text);
     assert!(wer <= 0.15, "WER {wer} for: {text}");
@@ -102,7 +116,10 @@ fn noise_and_silence_give_no_words() {
     assert_eq!(stdout(&out).trim(), "", "phantom text on noise");
     let doc = json_of(&dir.path().join("picovoice_noise_only.json"));
     assert_eq!(segments(&doc).len(), 0, "{doc}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("picovoice_noise_only.txt")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("picovoice_noise_only.txt")).unwrap(),
+        ""
+    );
 }
 
 #[test]
@@ -133,14 +150,21 @@ fn base_json(dir: &Path, file: &str, extra: &[&str]) -> Value {
         .args(extra)
         .arg(audio(file)));
     assert!(out.status.success(), "{file} failed");
-    let stem = Path::new(file).file_stem().unwrap().to_string_lossy().into_owned();
+    let stem = Path::new(file)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     json_of(&dir.join(format!("{stem}.json")))
 }
 
 #[test]
 fn base_model_detects_french_and_german() {
     let dir = tempfile::tempdir().unwrap();
-    for (file, lang) in [("picovoice_test_fr.wav", "fr"), ("picovoice_test_de.wav", "de")] {
+    for (file, lang) in [
+        ("picovoice_test_fr.wav", "fr"),
+        ("picovoice_test_de.wav", "de"),
+    ] {
         let doc = base_json(dir.path(), file, &[]);
         assert_eq!(doc["language"], lang, "{file}: {doc}");
         let p = doc["language_probability"].as_f64().unwrap();
@@ -158,7 +182,10 @@ fn base_model_transcribes_aiff_and_multilingual_mp3() {
     let doc = base_json(dir.path(), "multilingual.mp3", &[]);
     let text = doc["text"].as_str().unwrap().to_lowercase();
     // The English half is the MIT licence text.
-    assert!(text.contains("permission") && text.contains("software"), "{text}");
+    assert!(
+        text.contains("permission") && text.contains("software"),
+        "{text}"
+    );
     let last_end = segments(&doc).last().unwrap()["end"].as_f64().unwrap();
     assert!(last_end > 45.0, "transcript stops at {last_end} s of 60 s");
 }
@@ -172,7 +199,11 @@ fn stdin_is_read_with_dash() {
         .arg("-")
         .stdin(std::fs::File::open(audio("jfk.flac")).unwrap()));
     assert!(out.status.success());
-    assert!(wer(&reference("jfk.flac"), &stdout(&out)) <= 0.05, "{}", stdout(&out));
+    assert!(
+        wer(&reference("jfk.flac"), &stdout(&out)) <= 0.05,
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(files_in(dir.path()), vec!["stdin.txt"]);
 }
 
@@ -186,7 +217,11 @@ fn outputs_are_named_after_the_input_stem() {
     std::fs::copy(audio("jfk.flac"), &a).unwrap();
     std::fs::copy(audio("jfk_441khz.m4a"), &b).unwrap();
     let out_dir = dir.path().join("out");
-    let out = run(transcribe().args(["-f", "srt,vtt,json", "-o"]).arg(&out_dir).arg(&a).arg(&b));
+    let out = run(transcribe()
+        .args(["-f", "srt,vtt,json", "-o"])
+        .arg(&out_dir)
+        .arg(&a)
+        .arg(&b));
     assert!(out.status.success());
     assert_eq!(
         files_in(&out_dir),
@@ -216,8 +251,20 @@ fn split_channels_labels_each_talker() {
             .join(" ")
     };
     let refs = std::fs::read_to_string(audio("stereo_diarization.channels.tsv")).unwrap();
-    let left = refs.lines().find(|l| l.starts_with("left")).unwrap().split('\t').nth(1).unwrap();
-    let right = refs.lines().find(|l| l.starts_with("right")).unwrap().split('\t').nth(1).unwrap();
+    let left = refs
+        .lines()
+        .find(|l| l.starts_with("left"))
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap();
+    let right = refs
+        .lines()
+        .find(|l| l.starts_with("right"))
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap();
     assert!(wer(left, &text_of(0)) <= 0.25, "left: {}", text_of(0));
     assert!(wer(right, &text_of(1)) <= 0.25, "right: {}", text_of(1));
     assert!(stdout(&out).contains("[ch1]") && stdout(&out).contains("[ch2]"));
@@ -225,7 +272,9 @@ fn split_channels_labels_each_talker() {
 
 #[test]
 fn offset_and_duration_select_a_range_on_the_original_timeline() {
-    let out = run(transcribe().args(["--timestamps", "--offset", "0:05", "--duration", "4"]).arg(audio("jfk.flac")));
+    let out = run(transcribe()
+        .args(["--timestamps", "--offset", "0:05", "--duration", "4"])
+        .arg(audio("jfk.flac")));
     assert!(out.status.success());
     let text = stdout(&out).to_lowercase();
     assert!(!text.contains("fellow americans"), "{text}");
@@ -233,7 +282,8 @@ fn offset_and_duration_select_a_range_on_the_original_timeline() {
     // Every printed time lies inside 5 s .. 9 s.
     for line in text.lines() {
         let start = &line[1..13];
-        let secs: f64 = start[6..].parse::<f64>().unwrap() + 60.0 * start[3..5].parse::<f64>().unwrap();
+        let secs: f64 =
+            start[6..].parse::<f64>().unwrap() + 60.0 * start[3..5].parse::<f64>().unwrap();
         assert!((4.9..=9.1).contains(&secs), "{line}");
     }
 }
@@ -285,9 +335,26 @@ fn help_documents_options_examples_and_exit_codes() {
     assert!(out.status.success());
     let help = stdout(&out);
     for needle in [
-        "--model", "--language", "--translate", "--threads", "--beam-size", "--best-of", "--temperature",
-        "--no-fallback", "--prompt", "--word-timestamps", "--offset", "--duration", "--no-vad", "--vad-model",
-        "--split-channels", "--format", "--output-dir", "--quiet", "Examples:", "VERBATIM_MODEL",
+        "--model",
+        "--language",
+        "--translate",
+        "--threads",
+        "--beam-size",
+        "--best-of",
+        "--temperature",
+        "--no-fallback",
+        "--prompt",
+        "--word-timestamps",
+        "--offset",
+        "--duration",
+        "--no-vad",
+        "--vad-model",
+        "--split-channels",
+        "--format",
+        "--output-dir",
+        "--quiet",
+        "Examples:",
+        "VERBATIM_MODEL",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }

@@ -179,7 +179,9 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
 }
 
 fn is_wav(head: &[u8]) -> bool {
-    head.len() >= 12 && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64") && &head[8..12] == b"WAVE"
+    head.len() >= 12
+        && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64")
+        && &head[8..12] == b"WAVE"
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -257,6 +259,11 @@ fn decode_wav<R: Read + Seek>(
             reason: "unsupported WAV encoding (not PCM or IEEE float)".into(),
             encoding: true,
         },
+        // `is_wav` let the file through, so a missing RIFF tag means an RF64 header.
+        hound::Error::FormatError("no RIFF tag found") => WavFailure::NotForHound {
+            reason: "RF64 (64-bit WAV) is not supported by the built-in decoders".into(),
+            encoding: true,
+        },
         hound::Error::FormatError(reason) => WavFailure::NotForHound {
             reason: format!("invalid WAV header: {reason}"),
             encoding: false,
@@ -298,7 +305,9 @@ fn decode_wav<R: Read + Seek>(
     }
     let channels = usize::from(spec.channels);
     let capacity = wav.len() as usize / channels;
-    let mut planar: Vec<Vec<f32>> = (0..channels).map(|_| Vec::with_capacity(capacity)).collect();
+    let mut planar: Vec<Vec<f32>> = (0..channels)
+        .map(|_| Vec::with_capacity(capacity))
+        .collect();
     let read_error = |e: hound::Error| fatal(format!("cannot read WAV samples: {e}"));
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => {
@@ -323,7 +332,15 @@ fn decode_wav<R: Read + Seek>(
         sample_rate: spec.sample_rate,
         channels: planar,
         source_channels: channels,
-        codec: format!("pcm_{}{}", if spec.sample_format == hound::SampleFormat::Float { "f" } else { "s" }, spec.bits_per_sample),
+        codec: format!(
+            "pcm_{}{}",
+            if spec.sample_format == hound::SampleFormat::Float {
+                "f"
+            } else {
+                "s"
+            },
+            spec.bits_per_sample
+        ),
         warnings: Vec::new(),
     })
 }
@@ -449,7 +466,9 @@ fn decode_symphonia_unguarded(
     let track_id = track.id;
     let params = track.codec_params.clone();
     if params.channels.map(|c| c.count()) == Some(0) {
-        return Err(SymphoniaFailure::Corrupt("audio track has zero channels".into()));
+        return Err(SymphoniaFailure::Corrupt(
+            "audio track has zero channels".into(),
+        ));
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
@@ -509,7 +528,9 @@ fn decode_symphonia_unguarded(
         if channels.is_empty() {
             channels = vec![Vec::new(); n_channels];
         } else if channels.len() != n_channels {
-            return Err(SymphoniaFailure::Corrupt("channel count changes mid-stream".into()));
+            return Err(SymphoniaFailure::Corrupt(
+                "channel count changes mid-stream".into(),
+            ));
         }
         let buf = match &mut interleaved {
             Some(b) if b.capacity() >= decoded.capacity() * n_channels => b,
@@ -580,7 +601,16 @@ fn ffmpeg_fallback(
     let output = Command::new(&ffmpeg)
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
         .arg(file)
-        .args(["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ar", "16000", "-ac"])
+        .args([
+            "-vn",
+            "-f",
+            "f32le",
+            "-acodec",
+            "pcm_f32le",
+            "-ar",
+            "16000",
+            "-ac",
+        ])
         .arg(channels.to_string())
         .arg("-")
         .stdin(Stdio::null())
@@ -599,13 +629,16 @@ fn ffmpeg_fallback(
             (SymphoniaFailure::UnknownFormat, _) => {
                 "not a recognised audio or video format".to_string()
             }
-            (SymphoniaFailure::UnsupportedCodec(c), Some(d)) => format!("cannot decode {c} audio (ffmpeg: {d})"),
+            (SymphoniaFailure::UnsupportedCodec(c), Some(d)) => {
+                format!("cannot decode {c} audio (ffmpeg: {d})")
+            }
             (SymphoniaFailure::UnsupportedCodec(c), None) => format!("cannot decode {c} audio"),
             (SymphoniaFailure::Corrupt(r), _) => format!("corrupt or unreadable audio: {r}"),
         };
         return Err(Error::input(display, reason));
     }
-    let mut planar: Vec<Vec<f32>> = vec![Vec::with_capacity(output.stdout.len() / 4 / channels); channels];
+    let mut planar: Vec<Vec<f32>> =
+        vec![Vec::with_capacity(output.stdout.len() / 4 / channels); channels];
     for (i, chunk) in output.stdout.chunks_exact(4).enumerate() {
         planar[i % channels].push(f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
     }
@@ -626,7 +659,16 @@ fn ffmpeg_fallback(
 fn probe_channels(ffmpeg: &Path, file: &Path) -> Option<usize> {
     let ffprobe = ffmpeg.with_file_name("ffprobe");
     let out = Command::new(ffprobe)
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=channels",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .stdin(Stdio::null())
         .output()

@@ -2,7 +2,7 @@
 //! is exactly what files need; its anti-aliasing filter keeps content above 8 kHz out).
 
 use audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use super::WHISPER_SAMPLE_RATE;
 
@@ -29,18 +29,36 @@ pub fn resample_to_16k(samples: &[f32], rate: u32) -> Result<Vec<f32>, String> {
     if rate == 0 {
         return Err("sample rate is 0 Hz".into());
     }
-    let mut resampler = Fft::<f32>::new(
+    let mut resampler = Fft::<f32>::new_custom(
         rate as usize,
         WHISPER_SAMPLE_RATE as usize,
-        1024,
+        fft_chunk_size(rate as usize),
         1,
+        1,
+        WindowFunction::BlackmanHarris2,
         FixedSync::Both,
     )
     .map_err(|e| e.to_string())?;
-    let input =
-        InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| format!("{e:?}"))?;
+    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| format!("{e:?}"))?;
     let output = resampler
         .process_all(&input, samples.len(), None)
         .map_err(|e| e.to_string())?;
     Ok(output.take_data())
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// An input chunk of about 1024 frames that is an even multiple of the rate's smallest
+/// block. rubato centres its filter at `fft_size_in / 2` with integer division, so an odd
+/// block (441 frames for 44.1 kHz) shifts the output by half an input sample.
+fn fft_chunk_size(rate: usize) -> usize {
+    let unit = rate / gcd(rate, WHISPER_SAMPLE_RATE as usize);
+    let even_unit = if unit % 2 == 1 { 2 * unit } else { unit };
+    even_unit * 1024usize.div_ceil(even_unit).max(1)
 }

@@ -40,7 +40,11 @@ pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::OK };
+            let code = if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::OK
+            };
             let _ = e.print();
             return code;
         }

@@ -38,11 +38,23 @@ pub struct TranscribeArgs {
     inputs: Vec<PathBuf>,
 
     /// Whisper model file (ggml .bin).
-    #[arg(short, long, env = "VERBATIM_MODEL", value_name = "PATH", help_heading = "Model")]
+    #[arg(
+        short,
+        long,
+        env = "VERBATIM_MODEL",
+        value_name = "PATH",
+        help_heading = "Model"
+    )]
     model: Option<PathBuf>,
 
     /// Spoken language: `auto` to detect it, or a code such as en, de, fr, ja.
-    #[arg(short, long, default_value = "auto", value_name = "LANG", help_heading = "Decoding")]
+    #[arg(
+        short,
+        long,
+        default_value = "auto",
+        value_name = "LANG",
+        help_heading = "Decoding"
+    )]
     language: String,
 
     /// Translate the speech to English.
@@ -62,12 +74,22 @@ pub struct TranscribeArgs {
     best_of: usize,
 
     /// Initial sampling temperature (0 is deterministic).
-    #[arg(long, default_value_t = 0.0, value_name = "T", help_heading = "Decoding")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "T",
+        help_heading = "Decoding"
+    )]
     temperature: f32,
 
     /// Temperature step used to retry a window whose decode looks wrong (repetitive or
     /// improbable).
-    #[arg(long, default_value_t = 0.2, value_name = "T", help_heading = "Decoding")]
+    #[arg(
+        long,
+        default_value_t = 0.2,
+        value_name = "T",
+        help_heading = "Decoding"
+    )]
     temperature_increment: f32,
 
     /// Never retry at a higher temperature.
@@ -95,11 +117,21 @@ pub struct TranscribeArgs {
     no_vad: bool,
 
     /// Silero VAD model (ggml) [default: next to the model or in the model store].
-    #[arg(long, env = "VERBATIM_VAD_MODEL", value_name = "PATH", help_heading = "Voice activity detection")]
+    #[arg(
+        long,
+        env = "VERBATIM_VAD_MODEL",
+        value_name = "PATH",
+        help_heading = "Voice activity detection"
+    )]
     vad_model: Option<PathBuf>,
 
     /// Speech probability threshold for VAD (0-1).
-    #[arg(long, default_value_t = 0.5, value_name = "P", help_heading = "Voice activity detection")]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_name = "P",
+        help_heading = "Voice activity detection"
+    )]
     vad_threshold: f32,
 
     /// Keep whisper's output even where the hallucination guard would drop or cut it.
@@ -133,18 +165,23 @@ pub struct TranscribeArgs {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| format!("unknown format `{s}` (expected txt, srt, vtt, json, tsv or lrc)"))
+    Format::parse(s)
+        .ok_or_else(|| format!("unknown format `{s}` (expected txt, srt, vtt, json, tsv or lrc)"))
 }
 
 /// Parses `90`, `1:30`, `01:02:03.5` into seconds.
 fn parse_time(s: &str) -> Result<f64, String> {
     let parts: Vec<&str> = s.trim().split(':').collect();
     if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"));
+        return Err(format!(
+            "invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"
+        ));
     }
     let mut total = 0.0;
     for part in &parts {
-        let v: f64 = part.parse().map_err(|_| format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"))?;
+        let v: f64 = part
+            .parse()
+            .map_err(|_| format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"))?;
         if !v.is_finite() || v < 0.0 {
             return Err(format!("invalid time `{s}`"));
         }
@@ -155,14 +192,28 @@ fn parse_time(s: &str) -> Result<f64, String> {
 
 fn timestamp(seconds: f64) -> String {
     let ms = (seconds.max(0.0) * 1000.0).round() as u64;
-    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000
+    )
 }
 
 /// Prints a segment line on stdout.
 fn print_segment(seg: &Segment, with_times: bool) {
-    let label = seg.channel_label().map(|l| format!("[{l}] ")).unwrap_or_default();
+    let label = seg
+        .channel_label()
+        .map(|l| format!("[{l}] "))
+        .unwrap_or_default();
     let line = if with_times {
-        format!("[{} --> {}]  {label}{}", timestamp(seg.start), timestamp(seg.end), seg.text)
+        format!(
+            "[{} --> {}]  {label}{}",
+            timestamp(seg.start),
+            timestamp(seg.end),
+            seg.text
+        )
     } else {
         format!("{label}{}", seg.text)
     };
@@ -202,11 +253,18 @@ pub fn run(args: TranscribeArgs) -> i32 {
     // Validate everything that can be validated before loading a model.
     let formats: Vec<Format> = {
         let mut seen = HashSet::new();
-        args.format.iter().copied().filter(|f| seen.insert(*f)).collect()
+        args.format
+            .iter()
+            .copied()
+            .filter(|f| seen.insert(*f))
+            .collect()
     };
     if let Some(dir) = &args.output_dir {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            print_error(format!("{}: cannot create output directory: {e}", dir.display()));
+            print_error(format!(
+                "{}: cannot create output directory: {e}",
+                dir.display()
+            ));
             return exit_code::FAILURE;
         }
     }
@@ -217,7 +275,11 @@ pub fn run(args: TranscribeArgs) -> i32 {
     if !formats.is_empty() {
         let mut targets = HashSet::new();
         for input in &args.inputs {
-            let path = if input.as_os_str() == "-" { PathBuf::from("stdin") } else { input.clone() };
+            let path = if input.as_os_str() == "-" {
+                PathBuf::from("stdin")
+            } else {
+                input.clone()
+            };
             for f in &formats {
                 let out = output::output_path(&path, args.output_dir.as_deref(), *f);
                 if !targets.insert(out.clone()) {
@@ -232,7 +294,10 @@ pub fn run(args: TranscribeArgs) -> i32 {
     }
     let language = args.language.trim().to_ascii_lowercase();
     if language != "auto" && whisper_lang_ok(&language).is_none() {
-        print_error(format!("unknown language code `{}` (use auto or a code such as en, de, fr)", args.language));
+        print_error(format!(
+            "unknown language code `{}` (use auto or a code such as en, de, fr)",
+            args.language
+        ));
         return exit_code::USAGE;
     }
 
@@ -246,7 +311,11 @@ pub fn run(args: TranscribeArgs) -> i32 {
     let vad_model = if args.no_vad {
         None
     } else {
-        match args.vad_model.clone().or_else(|| verbatim::models::find_vad_model(Some(&model))) {
+        match args
+            .vad_model
+            .clone()
+            .or_else(|| verbatim::models::find_vad_model(Some(&model)))
+        {
             Some(p) => Some(p),
             None => {
                 if !args.quiet {
@@ -274,10 +343,16 @@ pub fn run(args: TranscribeArgs) -> i32 {
     let info = engine.model_info().clone();
     if !args.quiet {
         if !info.multilingual && language != "auto" && language != "en" {
-            print_warning(format!("{} is English-only; ignoring --language {language}", model.display()));
+            print_warning(format!(
+                "{} is English-only; ignoring --language {language}",
+                model.display()
+            ));
         }
         if !info.multilingual && args.translate {
-            print_warning(format!("{} is English-only; --translate has no effect", model.display()));
+            print_warning(format!(
+                "{} is English-only; --translate has no effect",
+                model.display()
+            ));
         }
     }
 
@@ -288,7 +363,11 @@ pub fn run(args: TranscribeArgs) -> i32 {
         beam_size: args.beam_size.max(1),
         best_of: args.best_of.max(1),
         temperature: args.temperature.max(0.0),
-        temperature_increment: if args.no_fallback { 0.0 } else { args.temperature_increment.max(0.0) },
+        temperature_increment: if args.no_fallback {
+            0.0
+        } else {
+            args.temperature_increment.max(0.0)
+        },
         initial_prompt: args.prompt.clone(),
         word_timestamps: args.word_timestamps,
         vad: vad_model.is_some(),
@@ -322,7 +401,16 @@ pub fn run(args: TranscribeArgs) -> i32 {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "==> {} <==", input.display());
         }
-        match transcribe_one(input, &engine, &options, &args, &formats, with_times, show_progress, &cancel) {
+        match transcribe_one(
+            input,
+            &engine,
+            &options,
+            &args,
+            &formats,
+            with_times,
+            show_progress,
+            &cancel,
+        ) {
             Ok(()) => ok += 1,
             Err(Error::Cancelled) => {
                 print_error("interrupted; no output files were written for the current input");
@@ -362,7 +450,10 @@ fn transcribe_one(
             .lock()
             .read_to_end(&mut data)
             .map_err(|e| Error::input("-", format!("cannot read standard input: {e}")))?;
-        InputSource::Bytes { name: "-".into(), data }
+        InputSource::Bytes {
+            name: "-".into(),
+            data,
+        }
     } else {
         InputSource::Path(input.to_path_buf())
     };
@@ -377,11 +468,18 @@ fn transcribe_one(
     let bar = if show_progress {
         let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
-        bar.set_prefix(display.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "-".into()));
+        bar.set_prefix(
+            display
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "-".into()),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         Some(bar)
     } else {
@@ -441,7 +539,11 @@ fn transcribe_one(
             source: display.display().to_string(),
             options: serde_json::to_value(options).unwrap_or_default(),
         };
-        let name_for_output = if input.as_os_str() == "-" { PathBuf::from("stdin") } else { input.to_path_buf() };
+        let name_for_output = if input.as_os_str() == "-" {
+            PathBuf::from("stdin")
+        } else {
+            input.to_path_buf()
+        };
         for format in formats {
             let path = output::output_path(&name_for_output, args.output_dir.as_deref(), *format);
             let text = format.render(&merged, &meta);

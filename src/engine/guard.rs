@@ -108,7 +108,9 @@ pub fn find_repetition(words: &[&str]) -> Option<(usize, usize)> {
                 continue;
             }
             let mut repeats = 1;
-            while i + (repeats + 1) * n <= n_words && norm[i + repeats * n..i + (repeats + 1) * n] == *gram {
+            while i + (repeats + 1) * n <= n_words
+                && norm[i + repeats * n..i + (repeats + 1) * n] == *gram
+            {
                 repeats += 1;
             }
             if repeats >= min_repeats {
@@ -150,7 +152,8 @@ mod tests {
 
     #[test]
     fn loops_are_cut_to_one_copy() {
-        let (text, changed) = cut_repetitions("I said that I said that I said that I said that we go.");
+        let (text, changed) =
+            cut_repetitions("I said that I said that I said that I said that we go.");
         assert!(changed);
         assert_eq!(text, "I said that we go.");
         let (text, changed) = cut_repetitions("no, no, no, I won't");

@@ -161,7 +161,7 @@ fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
     };
     let meta = std::fs::metadata(path).map_err(|e| {
         model_err(match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{what} file not found"),
+            std::io::ErrorKind::NotFound => format!("{what} model file not found"),
             _ => format!("cannot read {what} file ({e})"),
         })
     })?;
@@ -222,9 +222,17 @@ impl Engine {
     }
 
     /// Finds speech in `audio` (16 kHz mono). Returns raw (unpadded) spans in samples.
-    pub fn detect_speech(&self, audio: &[f32], opts: &VadOptions, threads: usize) -> Result<Vec<Span>> {
+    pub fn detect_speech(
+        &self,
+        audio: &[f32],
+        opts: &VadOptions,
+        threads: usize,
+    ) -> Result<Vec<Span>> {
         let Some(vad) = &self.vad else {
-            return Ok(vec![Span { start: 0, end: audio.len() }]);
+            return Ok(vec![Span {
+                start: 0,
+                end: audio.len(),
+            }]);
         };
         let mut vad = vad.lock().unwrap_or_else(|e| e.into_inner());
         let _ = threads;
@@ -241,7 +249,8 @@ impl Engine {
                 path: PathBuf::from("VAD"),
                 reason: format!("voice activity detection failed: {e}"),
             })?;
-        let cs_to_samples = |cs: f32| ((cs.max(0.0) as f64) * SAMPLES_PER_SECOND as f64 / 100.0) as usize;
+        let cs_to_samples =
+            |cs: f32| ((cs.max(0.0) as f64) * SAMPLES_PER_SECOND as f64 / 100.0) as usize;
         Ok(segments
             .map(|s| Span {
                 start: cs_to_samples(s.start).min(audio.len()),
@@ -284,7 +293,10 @@ impl Engine {
         let raw_spans = if use_vad {
             self.detect_speech(window, &opts.vad_options, opts.threads)?
         } else {
-            vec![Span { start: 0, end: window.len() }]
+            vec![Span {
+                start: 0,
+                end: window.len(),
+            }]
         };
         let pad = opts.vad_options.pad_ms as usize * SAMPLES_PER_SECOND / 1000;
         let spans = if use_vad {
@@ -362,7 +374,10 @@ impl Engine {
             params.set_initial_prompt(prompt);
         }
 
-        let cjk = matches!(language.as_str(), "zh" | "ja" | "th" | "lo" | "km" | "my" | "yue");
+        let cjk = matches!(
+            language.as_str(),
+            "zh" | "ja" | "th" | "lo" | "km" | "my" | "yue"
+        );
         let mut collector = SegmentCollector {
             map: &map,
             offset,
@@ -557,7 +572,8 @@ impl SegmentCollector<'_, '_> {
         for w in words {
             let new_group = match groups.last().and_then(|g| g.last()) {
                 Some((_, _, prev_end)) => {
-                    (w.1.saturating_sub(*prev_end)) as f64 / SAMPLES_PER_SECOND as f64 > MAX_PAUSE_IN_SEGMENT
+                    (w.1.saturating_sub(*prev_end)) as f64 / SAMPLES_PER_SECOND as f64
+                        > MAX_PAUSE_IN_SEGMENT
                 }
                 None => true,
             };
@@ -585,14 +601,23 @@ impl SegmentCollector<'_, '_> {
             let first_word = group[0].1;
             let last_word = group[group.len() - 1].2;
             start = start.min(first_word);
-            end = end.min(self.map.run_end(start, MAX_PAUSE_SAMPLES)).max(last_word);
+            end = end
+                .min(self.map.run_end(start, MAX_PAUSE_SAMPLES))
+                .max(last_word);
             if end <= start {
                 end = start + SAMPLES_PER_SECOND / 100;
             }
             let text = if self.cjk {
-                group.iter().map(|(w, _, _)| w.text.as_str()).collect::<String>()
+                group
+                    .iter()
+                    .map(|(w, _, _)| w.text.as_str())
+                    .collect::<String>()
             } else {
-                group.iter().map(|(w, _, _)| w.text.as_str()).collect::<Vec<_>>().join(" ")
+                group
+                    .iter()
+                    .map(|(w, _, _)| w.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
             let words: Vec<Word> = group.into_iter().map(|(w, _, _)| w).collect();
             let segment = Segment {
@@ -720,7 +745,9 @@ impl SegmentCollector<'_, '_> {
             }
             // The same sentence three times in a row is a loop, not speech.
             let norm = guard::normalize(&segment.text);
-            if self.recent_texts.len() >= 2 && self.recent_texts.iter().rev().take(2).all(|t| *t == norm) {
+            if self.recent_texts.len() >= 2
+                && self.recent_texts.iter().rev().take(2).all(|t| *t == norm)
+            {
                 return;
             }
             self.recent_texts.push(norm);

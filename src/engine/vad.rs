@@ -185,8 +185,14 @@ mod tests {
         let sr = SAMPLES_PER_SECOND;
         let audio = vec![0.5f32; 70 * sr];
         let spans = [
-            Span { start: 5 * sr, end: 12 * sr },
-            Span { start: 57 * sr, end: 62 * sr },
+            Span {
+                start: 5 * sr,
+                end: 12 * sr,
+            },
+            Span {
+                start: 57 * sr,
+                end: 62 * sr,
+            },
         ];
         let (packed, map) = TimeMap::pack(&audio, &spans);
         assert_eq!(packed.len(), 12 * sr + JOIN_SILENCE);
@@ -206,8 +212,33 @@ mod tests {
 
     #[test]
     fn padding_merges_close_spans() {
-        let spans = [Span { start: 100, end: 200 }, Span { start: 250, end: 300 }, Span { start: 900, end: 1000 }];
+        let spans = [
+            Span {
+                start: 100,
+                end: 200,
+            },
+            Span {
+                start: 250,
+                end: 300,
+            },
+            Span {
+                start: 900,
+                end: 1000,
+            },
+        ];
         let merged = pad_and_merge(&spans, 30, 1010);
-        assert_eq!(merged, vec![Span { start: 70, end: 330 }, Span { start: 870, end: 1010 }]);
+        assert_eq!(
+            merged,
+            vec![
+                Span {
+                    start: 70,
+                    end: 330
+                },
+                Span {
+                    start: 870,
+                    end: 1010
+                }
+            ]
+        );
     }
 }

@@ -130,9 +130,15 @@ impl OutputFormat for JsonOutput {
             language_probability: transcript.language_probability.map(score),
             duration: ms(transcript.duration),
             text: transcript.text(),
-            segments: transcript.segments.iter().enumerate().map(|(i, s)| segment(i, s)).collect(),
+            segments: transcript
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| segment(i, s))
+                .collect(),
         };
-        let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let mut out =
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         out.push('\n');
         out
     }

@@ -41,7 +41,14 @@ pub enum Format {
 
 impl Format {
     /// All formats, in the order `--help` lists them.
-    pub const ALL: [Format; 6] = [Format::Txt, Format::Srt, Format::Vtt, Format::Json, Format::Tsv, Format::Lrc];
+    pub const ALL: [Format; 6] = [
+        Format::Txt,
+        Format::Srt,
+        Format::Vtt,
+        Format::Json,
+        Format::Tsv,
+        Format::Lrc,
+    ];
 
     /// File extension (without dot).
     pub fn extension(self) -> &'static str {

@@ -9,7 +9,12 @@ pub struct Srt;
 impl OutputFormat for Srt {
     fn render(&self, transcript: &Transcript, _meta: &JsonMeta) -> String {
         let mut out = String::new();
-        for (i, (seg, (start, end))) in transcript.segments.iter().zip(cue_times(transcript)).enumerate() {
+        for (i, (seg, (start, end))) in transcript
+            .segments
+            .iter()
+            .zip(cue_times(transcript))
+            .enumerate()
+        {
             out.push_str(&format!(
                 "{}\n{} --> {}\n{}\n\n",
                 i + 1,

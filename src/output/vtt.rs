@@ -17,7 +17,12 @@ impl OutputFormat for Vtt {
                 Some(label) => format!("<v {label}>{text}"),
                 None => text,
             };
-            out.push_str(&format!("{} --> {}\n{}\n\n", clock(start, '.'), clock(end, '.'), text));
+            out.push_str(&format!(
+                "{} --> {}\n{}\n\n",
+                clock(start, '.'),
+                clock(end, '.'),
+                text
+            ));
         }
         out
     }
