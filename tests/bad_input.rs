@@ -17,27 +17,6 @@ use verbatim::audio::{self, InputSource};
 /// The speech file every variant is made from, and its reference transcript.
 const SPEECH: &str = "1221-135766-0002.wav";
 
-/// Small deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
-
 fn tempdir() -> TempDir {
     tempfile::tempdir().expect("cannot create temp dir")
 }
@@ -329,13 +308,8 @@ fn float_wav_with_nan_and_infinity_transcribes_with_a_warning() {
 
     let out_dir = dir.path().join("out");
     // Not --quiet: the warning is what is being tested.
-    let mut cmd = verbatim();
-    cmd.arg("transcribe")
-        .arg("--model")
-        .arg(tiny_en())
-        .arg("--vad-model")
-        .arg(vad_model())
-        .args(["-f", "txt,srt,json", "-o"])
+    let mut cmd = transcribe_verbose();
+    cmd.args(["-f", "txt,srt,json", "-o"])
         .arg(&out_dir)
         .arg(&path);
     let output = run(&mut cmd);

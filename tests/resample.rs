@@ -2,35 +2,27 @@
 //! the right length, the anti-aliasing filter passes the band below 8 kHz and keeps
 //! everything above it (which would fold back into the speech band) at least 60 dB down.
 
+mod common;
+
 use std::f64::consts::PI;
 
+use common::Rng;
 use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 use verbatim::audio::{downmix_to_mono, resample_to_16k};
 
 const OUT_RATE: f64 = 16_000.0;
 
-/// Small deterministic PRNG (xorshift64*), so the tests need no extra crates.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [-1, 1).
-    fn symmetric(&mut self) -> f64 {
-        self.unit() * 2.0 - 1.0
-    }
+/// Asserts that the resampled `output` (edges skipped) carries at least 60 dB less energy
+/// than `input`: the content is above 8 kHz and must not alias into the speech band.
+fn assert_at_least_60_db_down(what: &str, input: &[f32], output: &[f32]) {
+    let attenuation = db(mean_square(middle(output, 1024)) / mean_square(input));
+    eprintln!("{what} attenuated by {:.1} dB", -attenuation);
+    assert!(
+        attenuation <= -60.0,
+        "{what} comes out only {:.1} dB down (must be at least 60 dB)",
+        -attenuation
+    );
 }
 
 fn sine(freq: f64, rate: u32, seconds: f64, amplitude: f64) -> Vec<f32> {
@@ -196,16 +188,7 @@ fn tones_above_8khz_do_not_alias_into_the_output() {
         for &freq in freqs {
             let input = sine(freq, rate, 2.0, 0.5);
             let out = resample_to_16k(&input, rate).unwrap();
-            let attenuation = db(mean_square(middle(&out, 1024)) / mean_square(&input));
-            eprintln!(
-                "{rate} Hz: {freq} Hz tone attenuated by {:.1} dB",
-                -attenuation
-            );
-            assert!(
-                attenuation <= -60.0,
-                "{rate} Hz: a {freq} Hz tone comes out only {:.1} dB down (must be at least 60 dB)",
-                -attenuation
-            );
+            assert_at_least_60_db_down(&format!("{rate} Hz: a {freq} Hz tone"), &input, &out);
         }
     }
 }
@@ -241,16 +224,7 @@ fn noise_above_8khz_is_attenuated_by_60_db() {
         })
         .collect();
     let out = resample_to_16k(&input, rate).unwrap();
-    let attenuation = db(mean_square(middle(&out, 1024)) / mean_square(&input));
-    eprintln!(
-        "noise between 8.5 and 20 kHz attenuated by {:.1} dB",
-        -attenuation
-    );
-    assert!(
-        attenuation <= -60.0,
-        "noise between 8.5 and 20 kHz comes out only {:.1} dB down (must be at least 60 dB)",
-        -attenuation
-    );
+    assert_at_least_60_db_down("noise between 8.5 and 20 kHz", &input, &out);
 }
 
 /// White noise at 44.1 kHz: the output keeps the energy of the band below 8 kHz (the

@@ -72,17 +72,17 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
     file.rewind()
         .map_err(|e| Error::input(path, io_reason(&e)))?;
     let decoded = if is_wav(&head[..n]) {
-        match decode_wav(path, std::io::BufReader::new(file), meta.len()) {
-            Ok(audio) => audio,
-            Err(WavFailure::Fatal(e)) => return Err(e),
-            Err(WavFailure::NotForHound { reason, encoding }) => {
+        decode_wav_with_fallbacks(
+            path,
+            std::io::BufReader::new(file),
+            meta.len(),
+            || {
                 let file =
                     std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
-                wav_fallback(path, Box::new(file), reason, encoding, |failure| {
-                    ffmpeg_fallback(path, path, failure, keep_channels)
-                })?
-            }
-        }
+                Ok(Box::new(file))
+            },
+            |failure| ffmpeg_fallback(path, path, failure, keep_channels),
+        )?
     } else {
         let hint = path.extension().and_then(|e| e.to_str());
         match decode_symphonia(Box::new(file), hint) {
@@ -99,17 +99,13 @@ pub fn decode_bytes(name: &str, data: &[u8], keep_channels: bool) -> Result<Deco
         return Err(Error::input(name, "empty input (0 bytes)"));
     }
     let decoded = if is_wav(data) {
-        match decode_wav(Path::new(name), Cursor::new(data), data.len() as u64) {
-            Ok(audio) => audio,
-            Err(WavFailure::Fatal(e)) => return Err(e),
-            Err(WavFailure::NotForHound { reason, encoding }) => wav_fallback(
-                Path::new(name),
-                Box::new(Cursor::new(data.to_vec())),
-                reason,
-                encoding,
-                |failure| ffmpeg_fallback_bytes(name, data, failure, keep_channels),
-            )?,
-        }
+        decode_wav_with_fallbacks(
+            Path::new(name),
+            Cursor::new(data),
+            data.len() as u64,
+            || Ok(Box::new(Cursor::new(data.to_vec()))),
+            |failure| ffmpeg_fallback_bytes(name, data, failure, keep_channels),
+        )?
     } else {
         match decode_symphonia(Box::new(Cursor::new(data.to_vec())), None) {
             Ok(audio) => audio,
@@ -138,18 +134,23 @@ fn ffmpeg_fallback_bytes(
     ffmpeg_fallback(Path::new(name), tmp.path(), failure, keep_channels)
 }
 
-/// A WAV file hound cannot read (another codec such as A-law, u-law or ADPCM, 64-bit float,
-/// RF64, or a header written by a streaming encoder that did not know the length): symphonia
-/// decodes most of those, ffmpeg the rest. When neither can, hound's reason is the most
-/// precise one to report.
-fn wav_fallback(
+/// Decodes a WAV with hound. A WAV variant hound cannot read (another codec such as A-law,
+/// u-law or ADPCM, 64-bit float, RF64, or a header written by a streaming encoder that did
+/// not know the length) goes to symphonia (over a fresh source from `reopen`), then to
+/// `ffmpeg`. When neither can decode it, hound's reason is the most precise one to report.
+fn decode_wav_with_fallbacks<R: Read + Seek>(
     display: &Path,
-    source: Box<dyn MediaSource>,
-    hound_reason: String,
-    unsupported_encoding: bool,
+    reader: R,
+    total_bytes: u64,
+    reopen: impl FnOnce() -> Result<Box<dyn MediaSource>>,
     ffmpeg: impl FnOnce(SymphoniaFailure) -> Result<DecodedAudio>,
 ) -> Result<DecodedAudio> {
-    match decode_symphonia(source, Some("wav")) {
+    let (hound_reason, unsupported_encoding) = match decode_wav(display, reader, total_bytes) {
+        Ok(audio) => return Ok(audio),
+        Err(WavFailure::Fatal(e)) => return Err(e),
+        Err(WavFailure::NotForHound { reason, encoding }) => (reason, encoding),
+    };
+    match decode_symphonia(reopen()?, Some("wav")) {
         Ok(audio) => Ok(audio),
         // The codec is known but not built in: the fallback's message names it.
         Err(failure @ SymphoniaFailure::UnsupportedCodec(_)) => ffmpeg(failure),

@@ -275,13 +275,8 @@ pub fn run(args: TranscribeArgs) -> i32 {
     if !formats.is_empty() {
         let mut targets = HashSet::new();
         for input in &args.inputs {
-            let path = if input.as_os_str() == "-" {
-                PathBuf::from("stdin")
-            } else {
-                input.clone()
-            };
             for f in &formats {
-                let out = output::output_path(&path, args.output_dir.as_deref(), *f);
+                let out = output::output_path(input, args.output_dir.as_deref(), *f);
                 if !targets.insert(out.clone()) {
                     print_error(format!(
                         "two inputs would write the same output file {}; use -o with separate runs or rename an input",
@@ -293,7 +288,7 @@ pub fn run(args: TranscribeArgs) -> i32 {
         }
     }
     let language = args.language.trim().to_ascii_lowercase();
-    if language != "auto" && whisper_lang_ok(&language).is_none() {
+    if language != "auto" && engine::language_id(&language).is_none() {
         print_error(format!(
             "unknown language code `{}` (use auto or a code such as en, de, fr)",
             args.language
@@ -429,10 +424,6 @@ pub fn run(args: TranscribeArgs) -> i32 {
     }
 }
 
-fn whisper_lang_ok(code: &str) -> Option<()> {
-    engine::language_id(code).map(|_| ())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn transcribe_one(
     input: &Path,
@@ -539,13 +530,8 @@ fn transcribe_one(
             source: display.display().to_string(),
             options: serde_json::to_value(options).unwrap_or_default(),
         };
-        let name_for_output = if input.as_os_str() == "-" {
-            PathBuf::from("stdin")
-        } else {
-            input.to_path_buf()
-        };
         for format in formats {
-            let path = output::output_path(&name_for_output, args.output_dir.as_deref(), *format);
+            let path = output::output_path(input, args.output_dir.as_deref(), *format);
             let text = format.render(&merged, &meta);
             output::write_atomic(&path, text.as_bytes()).map_err(|e| Error::Output {
                 path: path.clone(),

@@ -79,10 +79,10 @@ pub fn is_phantom_phrase(text: &str) -> bool {
     if norm.is_empty() {
         return false;
     }
+    // A trailing space lets fragments such as "www " match at the end of the text too.
+    let padded = format!("{norm} ");
     PHANTOM_EXACT.contains(&norm.as_str())
-        || PHANTOM_CONTAINS
-            .iter()
-            .any(|frag| format!("{norm} ").contains(frag))
+        || PHANTOM_CONTAINS.iter().any(|frag| padded.contains(frag))
 }
 
 /// Finds a loop: an n-gram (1 to 8 words) repeated back to back. Returns the word range

@@ -74,8 +74,10 @@ pub struct TranscribeOptions {
     /// Candidates sampled at non-zero temperature (whisper's best-of).
     pub best_of: usize,
     /// First decoding temperature.
+    #[serde(serialize_with = "serialize_rounded")]
     pub temperature: f32,
     /// Temperature step for the fallback when a decode looks wrong; 0 disables the fallback.
+    #[serde(serialize_with = "serialize_rounded")]
     pub temperature_increment: f32,
     /// Text that primes the decoder (names, spelling, style).
     pub initial_prompt: Option<String>,
@@ -89,8 +91,10 @@ pub struct TranscribeOptions {
     /// Drop or flag hallucinations (phantom phrases, loops, no-speech segments).
     pub hallucination_guard: bool,
     /// Probability above which whisper's no-speech token marks a window as silent.
+    #[serde(serialize_with = "serialize_rounded")]
     pub no_speech_threshold: f32,
     /// Average log-probability below which a decode is retried at a higher temperature.
+    #[serde(serialize_with = "serialize_rounded")]
     pub logprob_threshold: f32,
     /// Skip this many seconds at the start.
     pub offset: f64,
@@ -119,6 +123,14 @@ impl Default for TranscribeOptions {
             duration: None,
         }
     }
+}
+
+/// Writes an f32 option as a short decimal: `0.6`, not `0.6000000238418579`.
+fn serialize_rounded<S: serde::Serializer>(
+    value: &f32,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_f64((f64::from(*value) * 10_000.0).round() / 10_000.0)
 }
 
 /// Threads to use by default: every core the process may use.
@@ -224,12 +236,7 @@ impl Engine {
     }
 
     /// Finds speech in `audio` (16 kHz mono). Returns raw (unpadded) spans in samples.
-    pub fn detect_speech(
-        &self,
-        audio: &[f32],
-        opts: &VadOptions,
-        threads: usize,
-    ) -> Result<Vec<Span>> {
+    pub fn detect_speech(&self, audio: &[f32], opts: &VadOptions) -> Result<Vec<Span>> {
         let Some(vad) = &self.vad else {
             return Ok(vec![Span {
                 start: 0,
@@ -237,7 +244,6 @@ impl Engine {
             }]);
         };
         let mut vad = vad.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = threads;
         let mut params = WhisperVadParams::new();
         params.set_threshold(opts.threshold);
         params.set_min_speech_duration(opts.min_speech_ms as c_int);
@@ -293,7 +299,7 @@ impl Engine {
         // 1. Speech spans (raw for the guard, padded for whisper).
         let use_vad = opts.vad && self.vad.is_some();
         let raw_spans = if use_vad {
-            self.detect_speech(window, &opts.vad_options, opts.threads)?
+            self.detect_speech(window, &opts.vad_options)?
         } else {
             vec![Span {
                 start: 0,

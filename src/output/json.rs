@@ -111,26 +111,8 @@ fn segment(id: usize, s: &Segment) -> JsonSegment<'_> {
     }
 }
 
-/// Rounds every float in the options to 4 decimals: f32 thresholds otherwise print as
-/// 0.6000000238.
-fn tidy(value: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Number(n) if n.is_f64() => n
-            .as_f64()
-            .and_then(|f| serde_json::Number::from_f64((f * 10_000.0).round() / 10_000.0))
-            .map_or_else(|| value.clone(), Value::Number),
-        Value::Array(items) => Value::Array(items.iter().map(tidy).collect()),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), tidy(v))).collect())
-        }
-        other => other.clone(),
-    }
-}
-
 impl OutputFormat for JsonOutput {
     fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
-        let options = tidy(&meta.options);
         let doc = Document {
             tool: Tool {
                 name: "verbatim",
@@ -143,7 +125,7 @@ impl OutputFormat for JsonOutput {
                 multilingual: meta.multilingual,
             },
             source: &meta.source,
-            options: &options,
+            options: &meta.options,
             language: &transcript.language,
             language_probability: transcript.language_probability.map(score),
             duration: ms(transcript.duration),

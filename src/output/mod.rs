@@ -87,12 +87,12 @@ impl Format {
 }
 
 /// `dir/stem.ext` for an input path: `talk.mp3` -> `talk.srt`, never `talk.mp3.srt`.
+/// Standard input (`-`) is named `stdin`.
 pub fn output_path(input: &Path, dir: Option<&Path>, format: Format) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_os_string())
-        .unwrap_or_else(|| "stdin".into());
-    let mut name = stem;
+    let mut name = match input.file_stem() {
+        Some(stem) if input.as_os_str() != "-" => stem.to_os_string(),
+        _ => "stdin".into(),
+    };
     name.push(".");
     name.push(format.extension());
     match dir {

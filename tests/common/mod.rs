@@ -67,15 +67,21 @@ pub fn verbatim() -> Command {
     cmd
 }
 
-/// `verbatim transcribe` with tiny.en and the VAD model.
-pub fn transcribe() -> Command {
+/// `verbatim transcribe` with tiny.en and the VAD model, warnings shown.
+pub fn transcribe_verbose() -> Command {
     let mut cmd = verbatim();
     cmd.arg("transcribe")
         .arg("--model")
         .arg(tiny_en())
         .arg("--vad-model")
-        .arg(vad_model())
-        .arg("--quiet");
+        .arg(vad_model());
+    cmd
+}
+
+/// `verbatim transcribe` with tiny.en and the VAD model, `--quiet`.
+pub fn transcribe() -> Command {
+    let mut cmd = transcribe_verbose();
+    cmd.arg("--quiet");
     cmd
 }
 
@@ -143,4 +149,35 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Small deterministic PRNG (xorshift64*), so the tests need no extra crates.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [-1, 1).
+    pub fn symmetric(&mut self) -> f64 {
+        self.unit() * 2.0 - 1.0
+    }
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
 }
