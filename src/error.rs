@@ -37,6 +37,9 @@ pub enum Error {
         /// One-line reason.
         reason: String,
     },
+    /// A model could not be fetched, verified or managed (the message names model and file).
+    #[error("{0}")]
+    Store(String),
     /// The user interrupted the run (Ctrl-C).
     #[error("interrupted")]
     Cancelled,

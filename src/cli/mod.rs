@@ -1,5 +1,7 @@
 //! Command-line interface: clap definitions and one file per subcommand.
 
+mod fetch;
+mod models;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -15,9 +17,13 @@ Exit codes:
   130  interrupted (Ctrl-C); no partial output files are left behind
 
 Environment:
-  VERBATIM_MODEL       Whisper ggml model used when --model is not given
-  VERBATIM_VAD_MODEL   Silero VAD ggml model used when --vad-model is not given
-  VERBATIM_MODELS_DIR  directory searched for models (default ~/.cache/verbatim/models)
+  VERBATIM_MODEL       Whisper model (name or file) used when --model is not given (default base.en)
+  VERBATIM_VAD_MODEL   Silero VAD model (name or file) used when --vad-model is not given
+  VERBATIM_MODELS_DIR  the model store (default $XDG_CACHE_HOME/verbatim/models, ~/.cache/...)
+  VERBATIM_MODEL_URL   download mirror instead of https://huggingface.co
+  VERBATIM_REGISTRY    file of extra or replacement registry rows (name, checksum, file...)
+  VERBATIM_OFFLINE     1 = never download; fail with instructions when a model is missing
+  HF_TOKEN             Hugging Face token, sent only to huggingface.co
   VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)";
 
 /// Fast, accurate speech to text on Whisper.
@@ -33,6 +39,9 @@ enum Command {
     /// Transcribe audio or video files (or standard input) to text, subtitles or JSON.
     #[command(after_help = transcribe::AFTER_HELP)]
     Transcribe(transcribe::TranscribeArgs),
+    /// Manage Whisper and VAD models: list, pull, rm, verify, path, import.
+    #[command(after_help = models::AFTER_HELP)]
+    Models(models::ModelsArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -51,6 +60,7 @@ pub fn run() -> i32 {
     };
     match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
+        Command::Models(args) => models::run(args),
     }
 }
 

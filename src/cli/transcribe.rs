@@ -37,15 +37,22 @@ pub struct TranscribeArgs {
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
 
-    /// Whisper model file (ggml .bin).
+    /// Whisper model: a registry name (tiny.en, base, large-v3-turbo-q5_0...), an imported
+    /// model's name, or a ggml file. Registry models are downloaded and verified on first use.
     #[arg(
         short,
         long,
         env = "VERBATIM_MODEL",
-        value_name = "PATH",
+        value_name = "NAME|PATH",
+        default_value = verbatim::models::DEFAULT_MODEL,
         help_heading = "Model"
     )]
-    model: Option<PathBuf>,
+    model: String,
+
+    /// Never touch the network: fail with instructions when a model is not installed
+    /// (also VERBATIM_OFFLINE=1).
+    #[arg(long, help_heading = "Model")]
+    offline: bool,
 
     /// Spoken language: `auto` to detect it, or a code such as en, de, fr, ja.
     #[arg(
@@ -116,14 +123,15 @@ pub struct TranscribeArgs {
     #[arg(long, help_heading = "Voice activity detection")]
     no_vad: bool,
 
-    /// Silero VAD model (ggml) [default: next to the model or in the model store].
+    /// Silero VAD model, a registry name or a ggml file [default: a Silero model next to the
+    /// Whisper model, else silero-v6.2.0 from the store, downloaded on first use].
     #[arg(
         long,
         env = "VERBATIM_VAD_MODEL",
-        value_name = "PATH",
+        value_name = "NAME|PATH",
         help_heading = "Voice activity detection"
     )]
-    vad_model: Option<PathBuf>,
+    vad_model: Option<String>,
 
     /// Speech probability threshold for VAD (0-1).
     #[arg(
@@ -223,19 +231,6 @@ fn print_segment(seg: &Segment, with_times: bool) {
     let _ = out.flush();
 }
 
-/// Resolves the model, failing with a message that says how to get one.
-fn resolve_model(arg: Option<PathBuf>) -> Result<PathBuf, String> {
-    if let Some(p) = arg {
-        return Ok(p);
-    }
-    verbatim::models::find_default_model().ok_or_else(|| {
-        format!(
-            "no Whisper model given: pass --model PATH or set VERBATIM_MODEL (or put ggml-base.en.bin in {})",
-            verbatim::models::models_dir().display()
-        )
-    })
-}
-
 pub fn run(args: TranscribeArgs) -> i32 {
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -296,29 +291,33 @@ pub fn run(args: TranscribeArgs) -> i32 {
         return exit_code::USAGE;
     }
 
-    let model = match resolve_model(args.model.clone()) {
+    let offline = args.offline || verbatim::models::offline_from_env();
+    let model = match super::fetch::ensure_model(&args.model, offline, args.quiet) {
         Ok(m) => m,
-        Err(msg) => {
-            print_error(msg);
+        Err(e) => {
+            print_error(e);
             return exit_code::FAILURE;
         }
     };
     let vad_model = if args.no_vad {
         None
     } else {
-        match args
-            .vad_model
-            .clone()
-            .or_else(|| verbatim::models::find_vad_model(Some(&model)))
-        {
-            Some(p) => Some(p),
-            None => {
-                if !args.quiet {
-                    print_warning(
-                        "no Silero VAD model found (pass --vad-model or set VERBATIM_VAD_MODEL); transcribing without VAD, so silence and noise may produce phantom text",
-                    );
-                }
-                None
+        let found = match &args.vad_model {
+            Some(arg) => super::fetch::ensure_model(arg, offline, args.quiet),
+            None => match verbatim::models::find_vad_model(Some(&model)) {
+                Some(p) => Ok(p),
+                None => super::fetch::ensure_model(
+                    verbatim::models::DEFAULT_VAD_MODEL,
+                    offline,
+                    args.quiet,
+                ),
+            },
+        };
+        match found {
+            Ok(p) => Some(p),
+            Err(e) => {
+                print_error(format!("{e} (or pass --no-vad to transcribe without VAD)"));
+                return exit_code::FAILURE;
             }
         }
     };

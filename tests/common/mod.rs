@@ -60,9 +60,14 @@ pub fn verbatim() -> Command {
         "VERBATIM_VAD_MODEL",
         "VERBATIM_MODELS_DIR",
         "VERBATIM_FFMPEG",
+        "VERBATIM_MODEL_URL",
+        "VERBATIM_REGISTRY",
     ] {
         cmd.env_remove(var);
     }
+    // No test may reach the internet: tests that download set up a local server and turn
+    // offline mode off themselves.
+    cmd.env("VERBATIM_OFFLINE", "1");
     cmd.stdin(Stdio::null());
     cmd
 }
