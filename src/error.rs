@@ -46,6 +46,10 @@ pub enum Error {
     /// Invalid options (e.g. an unknown language code).
     #[error("{0}")]
     Usage(String),
+    /// A microphone, or the tool that types dictated text, is missing or failed (the message
+    /// names the device or tool and what to do).
+    #[error("{0}")]
+    Device(String),
 }
 
 impl Error {

@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod engine;
 pub mod error;
+pub mod listen;
 pub mod models;
 pub mod output;
 pub mod transcript;

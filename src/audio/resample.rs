@@ -62,3 +62,70 @@ fn fft_chunk_size(rate: usize) -> usize {
     let even_unit = if unit % 2 == 1 { 2 * unit } else { unit };
     even_unit * 1024usize.div_ceil(even_unit).max(1)
 }
+
+/// A resampler for live streams: feed device-rate mono samples as they come, get 16 kHz out.
+///
+/// The FFT resampler works on fixed input blocks; samples wait in `pending` until a block is
+/// full, so the added delay is at most one block (64 ms at 16 kHz-multiples, about 1024 input
+/// frames otherwise). The resampler's own delay is trimmed from the start of the output, so
+/// output sample `n` is input time `n / 16000` exactly.
+pub struct StreamResampler {
+    inner: Option<Fft<f32>>,
+    pending: Vec<f32>,
+    delay_left: usize,
+}
+
+impl StreamResampler {
+    /// A resampler from `rate` Hz to 16 kHz.
+    pub fn new(rate: u32) -> Result<StreamResampler, String> {
+        if rate == 0 {
+            return Err("sample rate is 0 Hz".into());
+        }
+        if rate == WHISPER_SAMPLE_RATE {
+            return Ok(StreamResampler {
+                inner: None,
+                pending: Vec::new(),
+                delay_left: 0,
+            });
+        }
+        let fft = Fft::<f32>::new_custom(
+            rate as usize,
+            WHISPER_SAMPLE_RATE as usize,
+            fft_chunk_size(rate as usize),
+            1,
+            1,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .map_err(|e| e.to_string())?;
+        let delay_left = fft.output_delay();
+        Ok(StreamResampler {
+            inner: Some(fft),
+            pending: Vec::new(),
+            delay_left,
+        })
+    }
+
+    /// Adds input samples and appends whatever 16 kHz output is ready to `out`.
+    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+        let Some(fft) = self.inner.as_mut() else {
+            out.extend_from_slice(input);
+            return Ok(());
+        };
+        self.pending.extend_from_slice(input);
+        loop {
+            let need = fft.input_frames_next();
+            if self.pending.len() < need {
+                return Ok(());
+            }
+            let block = InterleavedSlice::new(&self.pending[..need], 1, need)
+                .map_err(|e| format!("{e:?}"))?;
+            let produced = fft.process(&block, None).map_err(|e| e.to_string())?;
+            let data = produced.take_data();
+            let skip = self.delay_left.min(data.len());
+            self.delay_left -= skip;
+            out.extend_from_slice(&data[skip..]);
+            self.pending.drain(..need);
+        }
+    }
+}

@@ -114,3 +114,20 @@ pub fn ensure_model(arg: &str, offline: bool, quiet: bool) -> Result<PathBuf, Er
     }
     Ok(path)
 }
+
+/// The Silero VAD model: `arg` (name or file) when given, else a Silero file next to the Whisper
+/// model, else the registry default from the store (downloaded on first use).
+pub fn ensure_vad(
+    arg: Option<&str>,
+    model: &std::path::Path,
+    offline: bool,
+    quiet: bool,
+) -> Result<PathBuf, Error> {
+    match arg {
+        Some(arg) => ensure_model(arg, offline, quiet),
+        None => match verbatim::models::find_vad_model(Some(model)) {
+            Some(p) => Ok(p),
+            None => ensure_model(verbatim::models::DEFAULT_VAD_MODEL, offline, quiet),
+        },
+    }
+}

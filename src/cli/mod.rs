@@ -1,6 +1,8 @@
 //! Command-line interface: clap definitions and one file per subcommand.
 
+mod devices;
 mod fetch;
+mod listen;
 mod models;
 mod transcribe;
 
@@ -39,9 +41,16 @@ enum Command {
     /// Transcribe audio or video files (or standard input) to text, subtitles or JSON.
     #[command(after_help = transcribe::AFTER_HELP)]
     Transcribe(transcribe::TranscribeArgs),
+    /// Live dictation from the microphone: partial text while you speak, committed text that
+    /// never changes; JSON events, typing into the focused window, or appending to a file.
+    #[command(after_help = listen::AFTER_HELP)]
+    Listen(listen::ListenArgs),
     /// Manage Whisper and VAD models: list, pull, rm, verify, path, import.
     #[command(after_help = models::AFTER_HELP)]
     Models(models::ModelsArgs),
+    /// List audio input devices (microphones) with their default format.
+    #[command(after_help = devices::AFTER_HELP)]
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -61,6 +70,8 @@ pub fn run() -> i32 {
     match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Models(args) => models::run(args),
+        Command::Listen(args) => listen::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
 

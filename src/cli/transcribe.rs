@@ -302,17 +302,8 @@ pub fn run(args: TranscribeArgs) -> i32 {
     let vad_model = if args.no_vad {
         None
     } else {
-        let found = match &args.vad_model {
-            Some(arg) => super::fetch::ensure_model(arg, offline, args.quiet),
-            None => match verbatim::models::find_vad_model(Some(&model)) {
-                Some(p) => Ok(p),
-                None => super::fetch::ensure_model(
-                    verbatim::models::DEFAULT_VAD_MODEL,
-                    offline,
-                    args.quiet,
-                ),
-            },
-        };
+        let found =
+            super::fetch::ensure_vad(args.vad_model.as_deref(), &model, offline, args.quiet);
         match found {
             Ok(p) => Some(p),
             Err(e) => {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use whisper_rs::whisper_rs_sys as sys;
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperError,
-    WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
+    WhisperState, WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
 };
 
 use crate::error::{Error, Result};
@@ -100,6 +100,14 @@ pub struct TranscribeOptions {
     pub offset: f64,
     /// Transcribe at most this many seconds (after `offset`).
     pub duration: Option<f64>,
+    /// Encode at least this many seconds of context even for shorter audio. Shrinking the
+    /// encoder to the clip saves time, but on clips of a second or two tiny models lose words
+    /// and loop; dictation keeps a floor.
+    pub min_context_seconds: f64,
+    /// Reuse a pooled whisper state instead of creating one. Faster for many short calls, but
+    /// temperature fallback then draws from a state's running random generator, so results can
+    /// depend on earlier calls; file transcription keeps a fresh state per call.
+    pub reuse_state: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -121,6 +129,8 @@ impl Default for TranscribeOptions {
             logprob_threshold: -1.0,
             offset: 0.0,
             duration: None,
+            min_context_seconds: 0.0,
+            reuse_state: false,
         }
     }
 }
@@ -163,6 +173,9 @@ pub struct ModelInfo {
 /// A loaded Whisper model (and the VAD model), shareable between threads.
 pub struct Engine {
     ctx: WhisperContext,
+    /// Whisper states kept for reuse: creating one allocates the KV caches and compute buffers,
+    /// which dominated short repeated calls (dictation re-transcribes every half second).
+    states: Mutex<Vec<WhisperState>>,
     vad: Option<Mutex<WhisperVadContext>>,
     info: ModelInfo,
 }
@@ -222,7 +235,12 @@ impl Engine {
             multilingual: ctx.is_multilingual(),
             kind,
         };
-        Ok(Engine { ctx, vad, info })
+        Ok(Engine {
+            ctx,
+            states: Mutex::new(Vec::new()),
+            vad,
+            info,
+        })
     }
 
     /// Facts about the loaded model.
@@ -327,10 +345,22 @@ impl Engine {
             return Ok(transcript);
         }
 
-        let mut state = self
-            .ctx
-            .create_state()
-            .map_err(|e| engine_err(format!("cannot create whisper state: {e}")))?;
+        let pooled = if opts.reuse_state {
+            self.states.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        } else {
+            None
+        };
+        let state = match pooled {
+            Some(s) => s,
+            None => self
+                .ctx
+                .create_state()
+                .map_err(|e| engine_err(format!("cannot create whisper state: {e}")))?,
+        };
+        let mut state = PooledState {
+            pool: opts.reuse_state.then_some(&self.states),
+            state: Some(state),
+        };
 
         // 2. Language.
         let language = if !self.info.multilingual {
@@ -382,8 +412,11 @@ impl Engine {
         // encoder would still pay for 30 s; shrink the encoder context to the clip instead.
         // Measured on the 22 LibriSpeech clips with tiny.en: 19.5 s instead of 40.7 s, WER
         // 10.4 % instead of 9.5 %.
-        if samples.len() < 30 * SAMPLES_PER_SECOND {
-            let frames = samples.len().div_ceil(SAMPLES_PER_SECOND / 50);
+        let context = samples
+            .len()
+            .max((opts.min_context_seconds.clamp(0.0, 30.0) * SAMPLES_PER_SECOND as f64) as usize);
+        if context < 30 * SAMPLES_PER_SECOND {
+            let frames = context.div_ceil(SAMPLES_PER_SECOND / 50);
             params.set_audio_ctx(((frames + 64).div_ceil(64) * 64).min(1500) as c_int);
         }
         if let Some(prompt) = &opts.initial_prompt {
@@ -440,6 +473,34 @@ impl Engine {
         }
         hooks.on_segment = collector.on_segment.take();
         Ok(transcript)
+    }
+}
+
+/// A whisper state that goes back to the engine's pool when dropped (when pooling is on).
+/// `whisper_full` resets the state (no_context is on), so no text leaks between calls.
+struct PooledState<'a> {
+    pool: Option<&'a Mutex<Vec<WhisperState>>>,
+    state: Option<WhisperState>,
+}
+
+impl std::ops::Deref for PooledState<'_> {
+    type Target = WhisperState;
+    fn deref(&self) -> &WhisperState {
+        self.state.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledState<'_> {
+    fn deref_mut(&mut self) -> &mut WhisperState {
+        self.state.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for PooledState<'_> {
+    fn drop(&mut self) {
+        if let (Some(state), Some(pool)) = (self.state.take(), self.pool) {
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        }
     }
 }
 

@@ -1,0 +1,547 @@
+//! The dictation policy: VAD endpointing, re-transcription of the growing utterance, and
+//! LocalAgreement-2 commits.
+//!
+//! Audio arrives in 16 kHz chunks. Nothing is transcribed while the VAD hears no speech. Once an
+//! utterance starts, its audio is re-transcribed every `step`; the words on which two consecutive
+//! hypotheses agree are committed and never revised, the rest is shown as a partial. After
+//! `endpoint_silence` of silence the utterance is transcribed a last time and everything left is
+//! committed. Committed text is the prompt for what follows, and an utterance that runs on is
+//! cut at a committed word so the audio re-transcribed each step stays bounded.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::engine::{Engine, Hooks, TranscribeOptions, VadOptions};
+use crate::error::Error;
+use crate::Word;
+
+const RATE: usize = 16_000;
+
+/// Tuning of the dictation policy.
+#[derive(Debug, Clone)]
+pub struct DictationOptions {
+    /// Re-transcribe the growing utterance after this much new audio (seconds).
+    pub step: f64,
+    /// Silence that ends an utterance (seconds).
+    pub endpoint_silence: f64,
+    /// Audio kept before the detected speech start (seconds), so the first word is whole.
+    pub preroll: f64,
+    /// The most audio one re-transcription covers (seconds); longer utterances are cut at a
+    /// committed word.
+    pub max_window: f64,
+    /// Whisper settings (language, prompt, threads, beam size...).
+    pub transcribe: TranscribeOptions,
+    /// Silero settings.
+    pub vad: VadOptions,
+}
+
+impl Default for DictationOptions {
+    fn default() -> Self {
+        DictationOptions {
+            step: 1.0,
+            endpoint_silence: 0.8,
+            preroll: 0.3,
+            max_window: 15.0,
+            transcribe: TranscribeOptions {
+                min_context_seconds: 5.0,
+                reuse_state: true,
+                beam_size: 1,
+                best_of: 1,
+                word_timestamps: true,
+                vad: false,
+                ..TranscribeOptions::default()
+            },
+            vad: VadOptions::default(),
+        }
+    }
+}
+
+/// What the dictation produced, for display and for `--json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The current guess for the uncommitted rest of the utterance; replaces the last partial.
+    Partial {
+        /// Uncommitted words.
+        text: String,
+        /// Audio time of the first uncommitted word (s).
+        start: f64,
+        /// Audio time of the last uncommitted word's end (s).
+        end: f64,
+        /// Seconds from the audio's arrival to this event.
+        latency: f64,
+    },
+    /// Words that are final; they are never changed.
+    Commit {
+        /// The committed words.
+        text: String,
+        /// Audio time of the first committed word (s).
+        start: f64,
+        /// Audio time at which the last committed word ended (s).
+        end: f64,
+        /// Wall-clock time of the commit minus the time the last committed word's audio
+        /// arrived (s).
+        latency: f64,
+    },
+    /// The utterance ended (silence); `text` is all of it.
+    UtteranceEnd {
+        /// The whole utterance.
+        text: String,
+        /// Audio time of its first word (s).
+        start: f64,
+        /// Audio time of its last word's end (s).
+        end: f64,
+    },
+}
+
+/// Figures of a session.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Audio received (s).
+    pub audio_seconds: f64,
+    /// Time spent transcribing and in VAD (s).
+    pub compute_seconds: f64,
+    /// Commit latencies (s), one per commit.
+    pub commit_latencies: Vec<f64>,
+    /// Words committed.
+    pub words: usize,
+    /// Utterances ended.
+    pub utterances: usize,
+    /// Re-transcriptions run.
+    pub steps: usize,
+}
+
+/// Where the policy is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// No speech: only a short pre-roll is kept.
+    Idle,
+    /// In an utterance.
+    Speech,
+}
+
+/// A live dictation over one engine.
+pub struct Dictation<'e> {
+    engine: &'e Engine,
+    opts: DictationOptions,
+    /// Audio from absolute sample `buf_start` on.
+    audio: Vec<f32>,
+    buf_start: usize,
+    /// Samples received in all.
+    total: usize,
+    /// `total` when the last step ran.
+    last_step: usize,
+    phase: Phase,
+    /// Words committed from the audio still in the buffer (absolute times).
+    committed: Vec<Word>,
+    /// Everything committed in this utterance, for its `utterance_end`.
+    utterance: Vec<Word>,
+    /// The previous hypothesis of the whole buffer.
+    previous: Vec<Word>,
+    /// Text committed in earlier utterances, for the prompt.
+    history: String,
+    /// (absolute end sample, arrival instant) of recent pushes, to date audio.
+    arrivals: VecDeque<(usize, Instant)>,
+    stats: Stats,
+    utterance_start: f64,
+}
+
+impl<'e> Dictation<'e> {
+    /// A dictation on `engine` (which must have a VAD model loaded for endpointing).
+    pub fn new(engine: &'e Engine, opts: DictationOptions) -> Result<Self, Error> {
+        if !engine.has_vad() {
+            return Err(Error::Usage(
+                "dictation needs the Silero VAD model for endpointing".into(),
+            ));
+        }
+        let history = opts.transcribe.initial_prompt.clone().unwrap_or_default();
+        Ok(Dictation {
+            engine,
+            opts,
+            audio: Vec::new(),
+            buf_start: 0,
+            total: 0,
+            last_step: 0,
+            phase: Phase::Idle,
+            committed: Vec::new(),
+            utterance: Vec::new(),
+            previous: Vec::new(),
+            history,
+            arrivals: VecDeque::new(),
+            stats: Stats::default(),
+            utterance_start: 0.0,
+        })
+    }
+
+    /// The session's figures so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Seconds of audio received.
+    pub fn audio_time(&self) -> f64 {
+        self.total as f64 / RATE as f64
+    }
+
+    /// Whether an utterance is in progress.
+    pub fn in_utterance(&self) -> bool {
+        self.phase == Phase::Speech
+    }
+
+    /// Adds 16 kHz mono samples that arrived (were captured) at `arrival`, and runs a step when
+    /// enough new audio has come in.
+    pub fn push(&mut self, samples: &[f32], arrival: Instant) -> Result<Vec<Event>, Error> {
+        self.audio.extend_from_slice(samples);
+        self.total += samples.len();
+        self.stats.audio_seconds = self.audio_time();
+        self.arrivals.push_back((self.total, arrival));
+        while self.arrivals.len() > 4096 {
+            self.arrivals.pop_front();
+        }
+        let step = (self.opts.step * RATE as f64) as usize;
+        if self.total - self.last_step < step {
+            return Ok(Vec::new());
+        }
+        self.last_step = self.total;
+        self.step()
+    }
+
+    /// Ends the session: the utterance in progress is transcribed and committed in full.
+    pub fn finish(&mut self) -> Result<Vec<Event>, Error> {
+        if self.phase == Phase::Speech {
+            return self.end_utterance(self.total);
+        }
+        Ok(Vec::new())
+    }
+
+    fn step(&mut self) -> Result<Vec<Event>, Error> {
+        let t0 = Instant::now();
+        let events = match self.phase {
+            Phase::Idle => self.idle_step(),
+            Phase::Speech => self.speech_step(),
+        };
+        self.stats.compute_seconds += t0.elapsed().as_secs_f64();
+        events
+    }
+
+    /// Looks for the start of speech in the recent audio.
+    fn idle_step(&mut self) -> Result<Vec<Event>, Error> {
+        let spans = self.engine.detect_speech(&self.audio, &self.opts.vad)?;
+        match spans.first() {
+            Some(span) => {
+                let preroll = (self.opts.preroll * RATE as f64) as usize;
+                let start = span.start.saturating_sub(preroll);
+                self.audio.drain(..start);
+                self.buf_start += start;
+                self.phase = Phase::Speech;
+                self.utterance_start = self.buf_start as f64 / RATE as f64;
+                self.committed.clear();
+                self.utterance.clear();
+                self.previous.clear();
+                // Speech may already be long enough to transcribe.
+                self.speech_step()
+            }
+            None => {
+                // Keep a few seconds: Silero judges a short window poorly, and speech starting
+                // right at the chunk edge must stay whole.
+                let keep = ((self.opts.preroll + self.opts.step + 2.0) * RATE as f64) as usize;
+                if self.audio.len() > keep {
+                    let cut = self.audio.len() - keep;
+                    self.audio.drain(..cut);
+                    self.buf_start += cut;
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Re-transcribes the utterance, commits what two hypotheses agree on, detects its end.
+    fn speech_step(&mut self) -> Result<Vec<Event>, Error> {
+        // End of speech: trailing silence. Silero sees the whole buffer (bounded by
+        // `max_window`): it is cheap, and judges the end of speech better with context.
+        let tail_len = self.audio.len();
+        let tail_start = 0;
+        let spans = self
+            .engine
+            .detect_speech(&self.audio[tail_start..], &self.opts.vad)?;
+        let last_speech_end = spans.last().map(|s| tail_start + s.end);
+        let silence = match last_speech_end {
+            Some(end) => self.audio.len() - end,
+            None => tail_len,
+        };
+        let endpoint = (self.opts.endpoint_silence * RATE as f64) as usize;
+        if silence >= endpoint && tail_len >= endpoint {
+            let end = self.buf_start + last_speech_end.unwrap_or(0);
+            return self.end_utterance(end);
+        }
+
+        let hypothesis = self.hypothesis(self.total)?;
+        let mut events = Vec::new();
+        let done = aligned_prefix(&self.committed, &hypothesis);
+        let agreed = agreement(&self.previous, &hypothesis);
+        if agreed > done {
+            let words: Vec<Word> = hypothesis[done..agreed].to_vec();
+            events.push(self.commit(words));
+        }
+        let rest = &hypothesis[done.max(agreed)..];
+        if let (Some(first), Some(last)) = (rest.first(), rest.last()) {
+            events.push(Event::Partial {
+                text: join(rest),
+                start: first.start,
+                end: last.end,
+                latency: self.latency_of(self.audio_time()),
+            });
+        }
+        self.previous = hypothesis;
+        self.bound_window();
+        Ok(events)
+    }
+
+    /// Transcribes the buffer up to absolute sample `end` and returns its words (absolute
+    /// times).
+    fn hypothesis(&mut self, end: usize) -> Result<Vec<Word>, Error> {
+        self.stats.steps += 1;
+        let end = end.clamp(self.buf_start, self.buf_start + self.audio.len());
+        let audio = &self.audio[..end - self.buf_start];
+        if audio.len() < RATE / 4 {
+            return Ok(Vec::new());
+        }
+        let mut opts = self.opts.transcribe.clone();
+        let prompt = self.prompt();
+        opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
+        opts.vad = false;
+        opts.word_timestamps = true;
+        opts.min_context_seconds = self.opts.transcribe.min_context_seconds;
+        opts.reuse_state = true;
+        opts.offset = 0.0;
+        opts.duration = None;
+        let transcript = self.engine.transcribe(
+            Path::new("microphone"),
+            audio,
+            None,
+            &opts,
+            &mut Hooks::default(),
+        )?;
+        let offset = self.buf_start as f64 / RATE as f64;
+        // On a clip that ends in silence, small models often repeat the last sentence as a
+        // new segment ("... Americans. And so my fellow Americans."): drop such repeats.
+        let mut segments: Vec<&crate::Segment> = Vec::new();
+        for seg in &transcript.segments {
+            let repeat = segments
+                .last()
+                .is_some_and(|prev| norm(&prev.text) == norm(&seg.text));
+            if !repeat {
+                segments.push(seg);
+            }
+        }
+        let words: Vec<Word> = segments
+            .iter()
+            .flat_map(|s| s.words.iter().flatten())
+            .map(|w| Word {
+                text: w.text.clone(),
+                start: w.start + offset,
+                end: w.end + offset,
+                probability: w.probability,
+            })
+            .filter(|w| !w.text.trim().is_empty())
+            .collect();
+        Ok(words)
+    }
+
+    /// Ends the utterance whose speech ends at absolute sample `end`: a last transcription,
+    /// everything left is committed.
+    fn end_utterance(&mut self, end: usize) -> Result<Vec<Event>, Error> {
+        let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
+        let end = (end + pad).min(self.total);
+        let hypothesis = self.hypothesis(end)?;
+        let done = aligned_prefix(&self.committed, &hypothesis);
+        let mut events = Vec::new();
+        if hypothesis.len() > done {
+            events.push(self.commit(hypothesis[done..].to_vec()));
+        }
+        if !self.utterance.is_empty() {
+            let text = join(&self.utterance);
+            let start = self.utterance.first().map_or(0.0, |w| w.start);
+            let stop = self.utterance.last().map_or(0.0, |w| w.end);
+            events.push(Event::UtteranceEnd {
+                text,
+                start,
+                end: stop,
+            });
+            self.stats.utterances += 1;
+        }
+        self.history.push(' ');
+        self.history.push_str(&join(&self.committed));
+        self.utterance.clear();
+        self.committed.clear();
+        self.previous.clear();
+        self.phase = Phase::Idle;
+        // Keep the audio after the end: the next utterance may already be in it.
+        let cut = end.saturating_sub(self.buf_start).min(self.audio.len());
+        self.audio.drain(..cut);
+        self.buf_start += cut;
+        Ok(events)
+    }
+
+    fn commit(&mut self, words: Vec<Word>) -> Event {
+        let start = words.first().map_or(0.0, |w| w.start);
+        let end = words.last().map_or(0.0, |w| w.end);
+        let latency = self.latency_of(end);
+        self.stats.commit_latencies.push(latency);
+        self.stats.words += words.len();
+        let text = join(&words);
+        self.utterance.extend(words.iter().cloned());
+        self.committed.extend(words);
+        Event::Commit {
+            text,
+            start,
+            end,
+            latency,
+        }
+    }
+
+    /// Keeps the re-transcribed audio within `max_window`: the audio up to the last committed
+    /// word leaves the buffer and its text becomes prompt.
+    fn bound_window(&mut self) {
+        let max = (self.opts.max_window * RATE as f64) as usize;
+        if self.audio.len() <= max {
+            return;
+        }
+        let Some(last) = self.committed.last() else {
+            return;
+        };
+        let cut_at = ((last.end * RATE as f64) as usize).max(self.buf_start);
+        let cut = (cut_at - self.buf_start).min(self.audio.len());
+        self.audio.drain(..cut);
+        self.buf_start += cut;
+        self.history.push(' ');
+        self.history.push_str(&join(&self.committed));
+        self.committed.clear();
+        self.previous.clear();
+    }
+
+    /// The prompt: the end of the text committed before the buffer (earlier utterances and
+    /// audio cut from this one). Words still in the buffer are not prompted: whisper would
+    /// take them as already said and skip them.
+    fn prompt(&self) -> String {
+        let text = self.history.trim();
+        // whisper keeps at most 224 prompt tokens; 200 characters is well inside that.
+        let start = text
+            .char_indices()
+            .rev()
+            .nth(199)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        text[start..].trim().to_string()
+    }
+
+    /// Seconds between the arrival of audio time `t` and now.
+    fn latency_of(&self, t: f64) -> f64 {
+        let sample = (t * RATE as f64) as usize;
+        let arrival = self
+            .arrivals
+            .iter()
+            .find(|(end, _)| *end >= sample)
+            .or(self.arrivals.back())
+            .map(|(_, at)| *at);
+        arrival.map_or(0.0, |at| at.elapsed().as_secs_f64())
+    }
+}
+
+/// Words joined for display.
+pub fn join(words: &[Word]) -> String {
+    words
+        .iter()
+        .map(|w| w.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A word reduced for comparison: lowercase letters and digits only.
+fn norm(word: &str) -> String {
+    word.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// LocalAgreement-2: how many leading words two consecutive hypotheses share.
+pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
+    previous
+        .iter()
+        .zip(current)
+        .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && !norm(&a.text).is_empty())
+        .count()
+}
+
+/// How many leading words of `hypothesis` the committed words cover. The letters are
+/// compared, not the words, so whisper re-splitting or re-punctuating committed words
+/// ("so, my" for "so my") does not shift the seam; if it changed them outright, the word
+/// count decides.
+pub fn aligned_prefix(committed: &[Word], hypothesis: &[Word]) -> usize {
+    if committed.is_empty() {
+        return 0;
+    }
+    let target: String = committed.iter().map(|w| norm(&w.text)).collect();
+    let mut acc = String::new();
+    for (i, w) in hypothesis.iter().enumerate() {
+        acc.push_str(&norm(&w.text));
+        if acc.len() >= target.len() {
+            if acc == target {
+                return i + 1;
+            }
+            break;
+        }
+    }
+    committed.len().min(hypothesis.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(text: &str, start: f64, end: f64) -> Word {
+        Word {
+            text: text.into(),
+            start,
+            end,
+            probability: 1.0,
+        }
+    }
+
+    #[test]
+    fn agreement_is_the_common_prefix_ignoring_case_and_punctuation() {
+        let a = vec![w("And", 0.0, 0.2), w("so,", 0.2, 0.4), w("my", 0.4, 0.5)];
+        let b = vec![w("and", 0.0, 0.2), w("so", 0.2, 0.4), w("by", 0.4, 0.5)];
+        assert_eq!(agreement(&a, &b), 2);
+        assert_eq!(agreement(&[], &b), 0);
+        assert_eq!(agreement(&a, &a), 3);
+    }
+
+    #[test]
+    fn the_committed_prefix_is_found_by_its_letters() {
+        let committed = vec![w("And", 0.0, 0.2), w("so", 0.2, 0.4), w("my", 0.4, 0.5)];
+        let hyp = vec![
+            w("And", 0.0, 0.2),
+            w("so,", 0.2, 0.4),
+            w("my", 0.4, 0.5),
+            w("fellow", 0.5, 0.9),
+        ];
+        assert_eq!(aligned_prefix(&committed, &hyp), 3);
+        // Re-split: "fellow Americans" committed, "fellow-Americans" re-read as one word.
+        let committed = vec![w("fellow", 0.0, 0.3), w("Americans", 0.3, 0.8)];
+        let hyp = vec![w("fellow-Americans,", 0.0, 0.8), w("ask", 0.9, 1.1)];
+        assert_eq!(aligned_prefix(&committed, &hyp), 1);
+        // Changed outright: fall back to the word count.
+        let hyp = vec![
+            w("yellow", 0.0, 0.3),
+            w("Americas", 0.3, 0.8),
+            w("ask", 0.9, 1.1),
+        ];
+        assert_eq!(aligned_prefix(&committed, &hyp), 2);
+        assert_eq!(aligned_prefix(&[], &hyp), 0);
+    }
+}

@@ -1,0 +1,232 @@
+//! A dictation session: a source (microphone or file replay) through the resampler into the
+//! dictation policy, until the audio ends, a limit is reached, or the caller stops it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::audio::{self, resample::StreamResampler, InputSource};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::listen::capture::Microphone;
+use crate::listen::dictation::{Dictation, DictationOptions, Event, Stats};
+
+/// Where the audio comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A capture device: None for the default, else a name or index.
+    Microphone(Option<String>),
+    /// A file replayed through the same policy; `realtime` paces it like a microphone.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Pace the replay at real time (else as fast as possible).
+        realtime: bool,
+    },
+}
+
+/// Options of a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The source.
+    pub input: Input,
+    /// Stop after this much audio (seconds).
+    pub duration: Option<f64>,
+    /// Stop after the first utterance.
+    pub once: bool,
+    /// The dictation policy.
+    pub dictation: DictationOptions,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// The caller stopped it (Ctrl-C).
+    Stopped,
+    /// `--duration` was reached.
+    Duration,
+    /// `--once`: the first utterance ended.
+    Once,
+    /// The replayed file ended.
+    EndOfInput,
+    /// The device failed; committed text was kept.
+    DeviceLost,
+}
+
+/// What a session did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The device or file.
+    pub source: String,
+    /// Why it ended.
+    pub ended: Ended,
+    /// Audio dropped because the worker fell behind (seconds).
+    pub dropped_seconds: f64,
+    /// Figures of the dictation.
+    pub stats: Stats,
+}
+
+/// Runs a session, calling `on_event` for every partial, commit and utterance end.
+///
+/// On a device failure the utterance in progress is still committed; the error comes back with
+/// the summary so the caller can report both.
+pub fn run(
+    engine: &Engine,
+    opts: &SessionOptions,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(Summary, Option<Error>), Error> {
+    let mut dictation = Dictation::new(engine, opts.dictation.clone())?;
+    let limit = opts.duration.map(|d| (d * 16_000.0) as usize);
+    let mut ended = None;
+    let mut failure = None;
+    let mut deliver = |events: Vec<Event>, dictation: &Dictation, ended: &mut Option<Ended>| {
+        for e in &events {
+            on_event(e);
+            if opts.once && matches!(e, Event::UtteranceEnd { .. }) && ended.is_none() {
+                *ended = Some(Ended::Once);
+            }
+        }
+        if ended.is_none() {
+            if let Some(limit) = limit {
+                if dictation.audio_time() * 16_000.0 >= limit as f64 {
+                    *ended = Some(Ended::Duration);
+                }
+            }
+        }
+    };
+
+    let (source, dropped) = match &opts.input {
+        Input::Microphone(spec) => {
+            let mut mic = Microphone::open(spec.as_deref())?;
+            let source = mic.info().name.clone();
+            let channels = mic.channels();
+            let mut resampler = StreamResampler::new(mic.rate()).map_err(|e| {
+                Error::Usage(format!("cannot resample from {} Hz: {e}", mic.rate()))
+            })?;
+            let mut raw = Vec::new();
+            let mut mono = Vec::new();
+            // Debugging aid: VERBATIM_LISTEN_DUMP=FILE.wav records what the dictation hears.
+            let mut dump = std::env::var_os("VERBATIM_LISTEN_DUMP").and_then(|p| {
+                hound::WavWriter::create(
+                    p,
+                    hound::WavSpec {
+                        channels: 1,
+                        sample_rate: 16_000,
+                        bits_per_sample: 32,
+                        sample_format: hound::SampleFormat::Float,
+                    },
+                )
+                .ok()
+            });
+            let mut out = Vec::new();
+            let started = Instant::now();
+            while ended.is_none() {
+                if stop.load(Ordering::SeqCst) {
+                    ended = Some(Ended::Stopped);
+                    break;
+                }
+                // Generous at start-up: some servers take a moment to deliver the first block.
+                let stall = if started.elapsed() < Duration::from_secs(5) {
+                    Duration::from_secs(8)
+                } else {
+                    Duration::from_secs(2)
+                };
+                match mic.read(&mut raw, stall) {
+                    Ok(Some(arrival)) => {
+                        mono.clear();
+                        mono.extend(
+                            raw.chunks(channels)
+                                .map(|f| f.iter().sum::<f32>() / f.len() as f32),
+                        );
+                        out.clear();
+                        resampler
+                            .process(&mono, &mut out)
+                            .map_err(|e| Error::Usage(format!("resampling failed: {e}")))?;
+                        if let Some(limit) = limit {
+                            let room =
+                                limit.saturating_sub((dictation.audio_time() * 16_000.0) as usize);
+                            out.truncate(room);
+                        }
+                        if let Some(w) = dump.as_mut() {
+                            for x in &out {
+                                let _ = w.write_sample(*x);
+                            }
+                        }
+                        let events = dictation.push(&out, arrival)?;
+                        deliver(events, &dictation, &mut ended);
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => {
+                        ended = Some(Ended::DeviceLost);
+                        failure = Some(e);
+                    }
+                }
+            }
+            if let Some(w) = dump {
+                let _ = w.finalize();
+            }
+            let dropped = mic.dropped_seconds();
+            if failure.is_some() {
+                mic.abandon();
+            }
+            (source, dropped)
+        }
+        Input::File { path, realtime } => {
+            let prepared = audio::load(&InputSource::Path(path.clone()), false)?;
+            let samples = prepared.streams.into_iter().next().unwrap_or_default();
+            let chunk = 1_600; // 100 ms, about what a microphone callback delivers
+            let started = Instant::now();
+            let mut pos = 0;
+            while ended.is_none() {
+                if stop.load(Ordering::SeqCst) {
+                    ended = Some(Ended::Stopped);
+                    break;
+                }
+                if pos >= samples.len() {
+                    ended = Some(Ended::EndOfInput);
+                    break;
+                }
+                let mut end = (pos + chunk).min(samples.len());
+                if let Some(limit) = limit {
+                    end = end.min(limit);
+                }
+                let arrival = if *realtime {
+                    let due = started + Duration::from_secs_f64(end as f64 / 16_000.0);
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    due
+                } else {
+                    Instant::now()
+                };
+                let events = dictation.push(&samples[pos..end], arrival)?;
+                pos = end;
+                deliver(events, &dictation, &mut ended);
+                if limit.is_some_and(|l| pos >= l) && ended.is_none() {
+                    ended = Some(Ended::Duration);
+                }
+            }
+            (path.display().to_string(), 0.0)
+        }
+    };
+
+    // Whatever ended the session, the utterance in progress is committed, never lost.
+    if ended != Some(Ended::Once) {
+        let events = dictation.finish()?;
+        for e in &events {
+            on_event(e);
+        }
+    }
+    let summary = Summary {
+        source,
+        ended: ended.unwrap_or(Ended::Stopped),
+        dropped_seconds: dropped,
+        stats: dictation.stats().clone(),
+    };
+    Ok((summary, failure))
+}

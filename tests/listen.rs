@@ -1,0 +1,340 @@
+//! `verbatim listen`: the dictation policy on replayed speech, and real capture through cpal
+//! from a PulseAudio virtual microphone.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pulse::Pulse;
+use common::*;
+use serde_json::Value;
+
+/// `verbatim listen` with tiny.en and the shared VAD model.
+fn listen() -> Command {
+    let mut cmd = verbatim();
+    cmd.arg("listen")
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model());
+    cmd
+}
+
+/// The JSON Lines events of a run.
+fn events(out: &Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event {l:?}: {e}")))
+        .collect()
+}
+
+/// The committed text of an event stream, after checking that committed text is never revised:
+/// each `utterance_end` repeats exactly the commits since the previous one, and commits move
+/// forward in time (give or take whisper's word-time error).
+fn committed_text(events: &[Value]) -> String {
+    let mut all = Vec::new();
+    let mut since_end: Vec<String> = Vec::new();
+    let mut last_end = f64::NEG_INFINITY;
+    for e in events {
+        match e["type"].as_str().unwrap() {
+            "commit" => {
+                let text = e["text"].as_str().unwrap().to_string();
+                assert!(!text.trim().is_empty(), "empty commit: {e}");
+                // Word times are whisper's estimates, so only a gross step back is an error.
+                let start = e["start"].as_f64().unwrap();
+                assert!(
+                    start >= last_end - 5.0,
+                    "a commit went back in time: {e} after end {last_end}"
+                );
+                last_end = last_end.max(e["end"].as_f64().unwrap());
+                assert!(e["latency"].as_f64().unwrap() >= 0.0);
+                since_end.push(text.clone());
+                all.push(text);
+            }
+            "utterance_end" => {
+                assert_eq!(
+                    e["text"].as_str().unwrap(),
+                    since_end.join(" "),
+                    "utterance_end must repeat its commits unchanged"
+                );
+                since_end.clear();
+            }
+            "partial" => {}
+            other => panic!("unknown event type {other}"),
+        }
+    }
+    assert!(since_end.is_empty(), "commits after the last utterance_end");
+    all.join(" ")
+}
+
+fn offline(file: &Path) -> String {
+    let out = run(transcribe().arg(file));
+    assert!(out.status.success());
+    stdout(&out)
+}
+
+#[test]
+fn replayed_speech_is_committed_within_3_points_of_offline() {
+    let mut files: Vec<String> = files_in(&shared("audio"))
+        .into_iter()
+        .filter(|n| {
+            ((n.starts_with("1688-") || n.starts_with("367-")) && n.ends_with(".flac"))
+                || n == "1089-134686-0002.wav"
+                || n == "1221-135766-0002.wav"
+        })
+        .collect();
+    files.push("long_ls_2609_3080_concat.flac".into());
+    assert_eq!(
+        files.len(),
+        23,
+        "the 22 LibriSpeech utterances and the long file"
+    );
+    let (mut ref_words, mut listen_errors, mut offline_errors) = (0usize, 0usize, 0usize);
+    for name in &files {
+        let file = audio(name);
+        let out = run(listen().args(["--json", "-q", "--input"]).arg(&file));
+        assert!(out.status.success(), "{name}");
+        let heard = committed_text(&events(&out));
+        let reference = normalize_words(&reference(name));
+        ref_words += reference.len();
+        listen_errors += word_errors(&reference, &normalize_words(&heard));
+        offline_errors += word_errors(&reference, &normalize_words(&offline(&file)));
+    }
+    let listen_wer = 100.0 * listen_errors as f64 / ref_words as f64;
+    let offline_wer = 100.0 * offline_errors as f64 / ref_words as f64;
+    eprintln!("WER listen {listen_wer:.2} %, offline {offline_wer:.2} %, {ref_words} words");
+    assert!(
+        listen_wer <= offline_wer + 3.0,
+        "dictation WER {listen_wer:.2} % is more than 3 points above offline {offline_wer:.2} %"
+    );
+}
+
+#[test]
+fn silence_and_noise_give_no_words() {
+    let out = run(listen()
+        .args(["--json", "-q", "--input"])
+        .arg(audio("picovoice_noise_only.wav")));
+    assert!(out.status.success());
+    let ev = events(&out);
+    assert!(
+        ev.iter().all(|e| e["type"] != "commit"),
+        "noise produced words: {ev:?}"
+    );
+
+    // 45 s of silence between two utterances (about 12.1 s to 57.1 s).
+    let out = run(listen()
+        .args(["--json", "-q", "--input"])
+        .arg(audio("librivox_0870_gap45s_0890.wav")));
+    assert!(out.status.success());
+    let ev = events(&out);
+    committed_text(&ev);
+    for e in ev
+        .iter()
+        .filter(|e| e["type"] == "commit" || e["type"] == "partial")
+    {
+        let (s, t) = (e["start"].as_f64().unwrap(), e["end"].as_f64().unwrap());
+        assert!(t <= 13.0 || s >= 56.5, "words inside the silence: {e}");
+    }
+    assert!(ev
+        .iter()
+        .any(|e| e["type"] == "commit" && e["start"].as_f64().unwrap() >= 56.5));
+}
+
+#[test]
+fn output_file_gets_one_line_per_utterance_and_summary_goes_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "earlier line\n").unwrap();
+    let out = run(listen()
+        .arg("--output")
+        .arg(&notes)
+        .arg("--input")
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&notes).unwrap();
+    assert!(text.starts_with("earlier line\n"), "appends: {text}");
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert!(!lines.is_empty(), "one line per utterance: {text}");
+    assert!(
+        wer(&reference("jfk.flac"), &lines.join(" ")) <= 0.12,
+        "{text}"
+    );
+    // Not a terminal: stdout gets the same utterances, one per line.
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), lines);
+    let err = stderr(&out);
+    assert!(err.contains("commit latency p50"), "{err}");
+    assert!(err.contains("end of input"));
+}
+
+#[test]
+fn bad_options_and_devices_give_clear_errors() {
+    let out = run(listen().args(["--device", "no-such-microphone-xyz"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no-such-microphone-xyz"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+
+    let out = run(listen().args(["--step", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(listen().arg("--realtime"));
+    assert_eq!(out.status.code(), Some(2), "--realtime needs --input");
+    let out = run(listen().args(["--input", "/no/such/file.wav"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/such/file.wav"));
+}
+
+#[test]
+fn no_input_device_at_all_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("asound.conf");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(listen()
+        .env("ALSA_CONFIG_PATH", &empty)
+        .env_remove("PULSE_SERVER")
+        .env_remove("XDG_RUNTIME_DIR"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no audio input device found"), "{err}");
+}
+
+/// jfk as a 16-bit WAV: paplay (libsndfile) garbles the shared file's 24-bit FLAC into noise,
+/// measured here, so the virtual microphone gets a format it plays right.
+fn playable_jfk(dir: &Path) -> std::path::PathBuf {
+    let wav = dir.join("jfk16.wav");
+    let status = Command::new("sox")
+        .arg(audio("jfk.flac"))
+        .args(["-b", "16"])
+        .arg(&wav)
+        .status()
+        .expect("sox is needed for the microphone tests (apt-get install sox)");
+    assert!(status.success());
+    wav
+}
+
+/// Waits for `child` up to `limit`, killing it after.
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "verbatim listen did not stop within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `listen` on the virtual microphone and waits until it captures (its stderr says so
+/// only through the model load; give it a moment).
+fn spawn_listen(pulse: &Pulse, args: &[&str]) -> Child {
+    let mut cmd = listen();
+    pulse.env(&mut cmd);
+    let child = cmd
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Model load and stream start.
+    std::thread::sleep(Duration::from_millis(2500));
+    child
+}
+
+#[test]
+fn microphone_capture_transcribes_jfk() {
+    let pulse = Pulse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jfk = playable_jfk(dir.path());
+    let child = spawn_listen(&pulse, &["--json", "--duration", "16"]);
+    let mut player = pulse.play(&jfk);
+    let out = wait_output(child, Duration::from_secs(90));
+    let _ = player.wait();
+    eprintln!("{}", stderr(&out));
+    assert!(out.status.success());
+    let heard = committed_text(&events(&out));
+    let reference = normalize_words(&reference("jfk.flac"));
+    let errors = word_errors(&reference, &normalize_words(&heard));
+    assert!(errors <= 1, "{errors} words wrong: {heard:?}");
+    assert!(stderr(&out).contains("dropped audio 0.00 s"));
+}
+
+#[test]
+fn once_stops_after_the_first_utterance() {
+    let pulse = Pulse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jfk = playable_jfk(dir.path());
+    let child = spawn_listen(&pulse, &["--once", "-q", "--endpoint", "0.5"]);
+    let mut player = pulse.play(&jfk);
+    let out = wait_output(child, Duration::from_secs(60));
+    let _ = player.kill();
+    let _ = player.wait();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let words = normalize_words(&text);
+    assert!(
+        words.starts_with(&normalize_words("and so my fellow americans")),
+        "{text}"
+    );
+}
+
+#[test]
+fn vanishing_device_keeps_committed_text() {
+    let pulse = Pulse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    let mut cmd = listen();
+    pulse.env(&mut cmd);
+    let mut child = cmd
+        .arg("--output")
+        .arg(&notes)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut player = pulse.play(&playable_jfk(dir.path()));
+    // "And so my fellow Americans" has been said and followed by a pause after ~4 s.
+    std::thread::sleep(Duration::from_secs(6));
+    pulse.kill();
+    let _ = player.kill();
+    let _ = player.wait();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "listen hangs after its device vanished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    eprintln!("{err}");
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("stopped"), "{err}");
+    assert!(err.contains("committed text was kept"), "{err}");
+    let kept = std::fs::read_to_string(&notes).unwrap();
+    assert!(
+        normalize_words(&kept).contains(&"americans".to_string()),
+        "committed text lost: {kept:?}"
+    );
+}
