@@ -112,7 +112,7 @@ pub struct ListenArgs {
     /// Re-transcribe the growing utterance after this much new audio (seconds).
     #[arg(
         long,
-        default_value_t = 1.0,
+        default_value_t = 2.0,
         value_name = "SECS",
         help_heading = "Dictation"
     )]

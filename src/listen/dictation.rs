@@ -41,7 +41,7 @@ pub struct DictationOptions {
 impl Default for DictationOptions {
     fn default() -> Self {
         DictationOptions {
-            step: 1.0,
+            step: 2.0,
             endpoint_silence: 0.8,
             preroll: 0.3,
             max_window: 15.0,
@@ -141,6 +141,10 @@ pub struct Dictation<'e> {
     utterance: Vec<Word>,
     /// The previous hypothesis of the whole buffer.
     previous: Vec<Word>,
+    /// Segment boundaries of the latest hypothesis: (words up to and including the segment,
+    /// the segment's end in absolute seconds). Segment times come from whisper's timestamp
+    /// tokens and are steadier than word times, so the buffer is only ever cut there.
+    boundaries: Vec<(usize, f64)>,
     /// Text committed in earlier utterances, for the prompt.
     history: String,
     /// (absolute end sample, arrival instant) of recent pushes, to date audio.
@@ -169,6 +173,7 @@ impl<'e> Dictation<'e> {
             committed: Vec::new(),
             utterance: Vec::new(),
             previous: Vec::new(),
+            boundaries: Vec::new(),
             history,
             arrivals: VecDeque::new(),
             stats: Stats::default(),
@@ -295,8 +300,9 @@ impl<'e> Dictation<'e> {
                 latency: self.latency_of(self.audio_time()),
             });
         }
+        let covered = done.max(agreed);
         self.previous = hypothesis;
-        self.bound_window();
+        self.bound_window(covered);
         Ok(events)
     }
 
@@ -337,17 +343,23 @@ impl<'e> Dictation<'e> {
                 segments.push(seg);
             }
         }
-        let words: Vec<Word> = segments
-            .iter()
-            .flat_map(|s| s.words.iter().flatten())
-            .map(|w| Word {
-                text: w.text.clone(),
-                start: w.start + offset,
-                end: w.end + offset,
-                probability: w.probability,
-            })
-            .filter(|w| !w.text.trim().is_empty())
-            .collect();
+        let mut words: Vec<Word> = Vec::new();
+        self.boundaries.clear();
+        for seg in segments {
+            words.extend(
+                seg.words
+                    .iter()
+                    .flatten()
+                    .filter(|w| !w.text.trim().is_empty())
+                    .map(|w| Word {
+                        text: w.text.clone(),
+                        start: w.start + offset,
+                        end: w.end + offset,
+                        probability: w.probability,
+                    }),
+            );
+            self.boundaries.push((words.len(), seg.end + offset));
+        }
         Ok(words)
     }
 
@@ -403,24 +415,37 @@ impl<'e> Dictation<'e> {
         }
     }
 
-    /// Keeps the re-transcribed audio within `max_window`: the audio up to the last committed
-    /// word leaves the buffer and its text becomes prompt.
-    fn bound_window(&mut self) {
+    /// Keeps the re-transcribed audio within `max_window`: the audio up to the end of the last
+    /// whisper segment that is wholly committed leaves the buffer, and its text becomes prompt.
+    /// `covered` is how many words of the latest hypothesis are committed.
+    fn bound_window(&mut self, covered: usize) {
         let max = (self.opts.max_window * RATE as f64) as usize;
         if self.audio.len() <= max {
             return;
         }
-        let Some(last) = self.committed.last() else {
+        let Some(&(words, end)) = self
+            .boundaries
+            .iter()
+            .rev()
+            .find(|(n, _)| *n > 0 && *n <= covered)
+        else {
             return;
         };
-        let cut_at = ((last.end * RATE as f64) as usize).max(self.buf_start);
+        let cut_at = ((end * RATE as f64) as usize).max(self.buf_start);
         let cut = (cut_at - self.buf_start).min(self.audio.len());
+        if cut == 0 {
+            return;
+        }
         self.audio.drain(..cut);
         self.buf_start += cut;
+        // The committed words after the cut stay committed (they are still in the buffer).
+        let keep = covered - words;
+        let gone = self.committed.len().saturating_sub(keep);
+        let moved: Vec<Word> = self.committed.drain(..gone).collect();
         self.history.push(' ');
-        self.history.push_str(&join(&self.committed));
-        self.committed.clear();
+        self.history.push_str(&join(&moved));
         self.previous.clear();
+        self.boundaries.clear();
     }
 
     /// The prompt: the end of the text committed before the buffer (earlier utterances and
