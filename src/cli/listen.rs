@@ -3,8 +3,6 @@
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use clap::Args;
 
@@ -139,18 +137,8 @@ pub struct ListenArgs {
 
 /// Runs `verbatim listen` and returns the exit code.
 pub fn run(args: ListenArgs) -> i32 {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let presses = AtomicUsize::new(0);
-        // First Ctrl-C ends the session cleanly (flush, summary); a second one exits at once.
-        let _ = ctrlc::set_handler(move || {
-            stop.store(true, Ordering::SeqCst);
-            if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
-                std::process::exit(exit_code::INTERRUPTED);
-            }
-        });
-    }
+    // First Ctrl-C ends the session cleanly (flush, summary); a second one exits at once.
+    let stop = super::install_ctrlc();
     if !(0.1..=10.0).contains(&args.step) || !(0.1..=10.0).contains(&args.endpoint) {
         print_error("--step and --endpoint must be between 0.1 and 10 seconds");
         return exit_code::USAGE;

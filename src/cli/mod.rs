@@ -75,6 +75,22 @@ pub fn run() -> i32 {
     }
 }
 
+/// Installs the Ctrl-C handler: the first press sets the returned flag (the command then
+/// finishes cleanly), a second one exits at once with the interrupted code.
+pub fn install_ctrlc() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let presses = AtomicUsize::new(0);
+    let _ = ctrlc::set_handler(move || {
+        set.store(true, Ordering::SeqCst);
+        if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
+            std::process::exit(exit_code::INTERRUPTED);
+        }
+    });
+    flag
+}
+
 /// Prints a one-line error in the house style.
 pub fn print_error(message: impl std::fmt::Display) {
     eprintln!("verbatim: error: {message}");

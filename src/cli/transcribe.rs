@@ -3,8 +3,7 @@
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -232,18 +231,8 @@ fn print_segment(seg: &Segment, with_times: bool) {
 }
 
 pub fn run(args: TranscribeArgs) -> i32 {
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        let presses = AtomicUsize::new(0);
-        // First Ctrl-C aborts whisper cleanly; a second one exits at once.
-        let _ = ctrlc::set_handler(move || {
-            cancel.store(true, Ordering::SeqCst);
-            if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
-                std::process::exit(exit_code::INTERRUPTED);
-            }
-        });
-    }
+    // First Ctrl-C aborts whisper cleanly; a second one exits at once.
+    let cancel = super::install_ctrlc();
 
     // Validate everything that can be validated before loading a model.
     let formats: Vec<Format> = {

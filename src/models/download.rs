@@ -134,32 +134,24 @@ pub fn download(
 
 /// Hashes a file with the checksum's algorithm; returns lowercase hex.
 pub fn hash_file(path: &Path, like: &Checksum) -> io::Result<String> {
+    match like {
+        Checksum::Sha1(_) => digest_file::<sha1::Sha1>(path),
+        Checksum::Sha256(_) => digest_file::<sha2::Sha256>(path),
+    }
+}
+
+fn digest_file<D: Digest>(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
-    match like {
-        Checksum::Sha1(_) => {
-            let mut h = sha1::Sha1::new();
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(hex(&h.finalize()))
+    let mut hasher = D::new();
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
         }
-        Checksum::Sha256(_) => {
-            let mut h = sha2::Sha256::new();
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(hex(&h.finalize()))
-        }
+        hasher.update(&buf[..n]);
     }
+    Ok(hex(&hasher.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {

