@@ -5,6 +5,7 @@
 //! every common format. See `examples/transcribe_file.rs` for the library in use.
 
 pub mod audio;
+pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod listen;

@@ -1,0 +1,222 @@
+//! The worker pool: several workers pull files from one queue and transcribe them with one
+//! shared [`Engine`] (one whisper state each, so the model is in memory once).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Job, NamingOptions};
+use crate::audio::{self, InputSource};
+use crate::engine::{Engine, Hooks, TranscribeOptions};
+use crate::output::{self, JsonMeta};
+use crate::{Error, Transcript};
+
+/// What a batch run does besides transcribing.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Number of workers (files transcribed at once).
+    pub workers: usize,
+    /// Decoding options for each file; `threads` is per worker.
+    pub transcribe: TranscribeOptions,
+    /// Output formats (a JSON sidecar is just [`Format::Json`] among them) and naming.
+    pub naming: NamingOptions,
+    /// Redo files whose outputs exist.
+    pub overwrite: bool,
+    /// Context for the writers (tool, model, options); `source` is filled per file.
+    pub meta: JsonMeta,
+}
+
+/// How one file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Transcribed and every output written.
+    Ok,
+    /// Every output already existed.
+    Skipped,
+    /// Failed (the record's `error` says why); nothing was written for it.
+    Failed,
+}
+
+/// One line of the `--report` JSON Lines file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// The media file.
+    pub path: PathBuf,
+    /// How it ended.
+    pub status: Status,
+    /// Audio duration in seconds, when the file was decoded.
+    pub audio_duration: Option<f64>,
+    /// Files written (empty when skipped or failed).
+    pub outputs: Vec<PathBuf>,
+    /// Language of the transcript (detected or given).
+    pub language: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Wall-clock seconds spent on the file.
+    pub wall_seconds: f64,
+}
+
+impl Record {
+    /// The record of a file whose outputs already exist.
+    pub fn skipped(job: &Job) -> Record {
+        Record {
+            path: job.source.path.clone(),
+            status: Status::Skipped,
+            audio_duration: None,
+            outputs: Vec::new(),
+            language: None,
+            error: None,
+            wall_seconds: 0.0,
+        }
+    }
+}
+
+/// Receives the run's events, from worker threads (hence `Sync`); used for progress and
+/// reports.
+pub trait Observer: Sync {
+    /// Worker `worker` started on `job`.
+    fn started(&self, _worker: usize, _job: &Job) {}
+    /// Worker `worker` is `fraction` (0..1) through its file.
+    fn progress(&self, _worker: usize, _fraction: f32) {}
+    /// Worker `worker` finished a file (any status).
+    fn finished(&self, _worker: usize, _record: &Record) {}
+}
+
+/// Transcribes `jobs` on `options.workers` threads and writes their outputs. Returns one
+/// record per job that was attempted, in completion order. When `cancel` is set, workers stop
+/// (the file in progress is abandoned without output) and the jobs not started get no record.
+pub fn run(
+    engine: &Engine,
+    jobs: &[Job],
+    options: &BatchOptions,
+    observer: &dyn Observer,
+    cancel: &AtomicBool,
+) -> Vec<Record> {
+    let next = AtomicUsize::new(0);
+    let records = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
+    let workers = options.workers.clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (next, records) = (&next, &records);
+            scope.spawn(move || loop {
+                if cancel.load(Ordering::SeqCst) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                observer.started(worker, job);
+                let record = process(engine, job, options, worker, observer, cancel);
+                let Some(record) = record else { break }; // cancelled mid-file
+                observer.finished(worker, &record);
+                records
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(record);
+            });
+        }
+    });
+    records.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One file; `None` when cancelled.
+fn process(
+    engine: &Engine,
+    job: &Job,
+    options: &BatchOptions,
+    worker: usize,
+    observer: &dyn Observer,
+    cancel: &AtomicBool,
+) -> Option<Record> {
+    let started = Instant::now();
+    let mut record = Record::skipped(job);
+    // Another process (an overlapping run, a retried task) may have finished it meanwhile.
+    if job.is_done(&options.naming) && !options.overwrite {
+        return Some(record);
+    }
+    // A bug in a decoder must cost one file, not the whole batch.
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        transcribe_and_write(engine, job, options, worker, observer, cancel, &mut record)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::input(
+            &job.source.path,
+            format!("internal error: {what}"),
+        ))
+    });
+    record.wall_seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(outputs) => {
+            record.status = Status::Ok;
+            record.outputs = outputs;
+        }
+        Err(Error::Cancelled) => return None,
+        Err(e) => {
+            record.status = Status::Failed;
+            record.error = Some(e.to_string());
+        }
+    }
+    Some(record)
+}
+
+fn transcribe_and_write(
+    engine: &Engine,
+    job: &Job,
+    options: &BatchOptions,
+    worker: usize,
+    observer: &dyn Observer,
+    cancel: &AtomicBool,
+    record: &mut Record,
+) -> crate::Result<Vec<PathBuf>> {
+    let path = &job.source.path;
+    let prepared = audio::load(&InputSource::Path(path.clone()), false)?;
+    record.audio_duration = Some(prepared.duration());
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::Cancelled);
+    }
+    let mut on_progress = |fraction: f32| observer.progress(worker, fraction);
+    let mut hooks = Hooks {
+        on_segment: None,
+        on_progress: Some(&mut on_progress),
+        cancel: Some(cancel),
+    };
+    let stream = prepared.streams.first().map(Vec::as_slice).unwrap_or(&[]);
+    let transcript: Transcript =
+        engine.transcribe(path, stream, None, &options.transcribe, &mut hooks)?;
+    let language = (!transcript.language.is_empty()).then(|| transcript.language.clone());
+    record.language = language.clone();
+
+    let mut meta = options.meta.clone();
+    meta.source = path.display().to_string();
+    let suffix = if options.naming.lang_suffix {
+        Some(language.as_deref().unwrap_or("und"))
+    } else {
+        None
+    };
+    let formats = &options.naming.formats;
+    let mut written = Vec::with_capacity(formats.len());
+    for &format in formats {
+        let out = job.output_path(format, suffix);
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Output {
+                path: out.clone(),
+                reason: format!("cannot create the folder: {e}"),
+            })?;
+        }
+        let text = format.render(&transcript, &meta);
+        output::write_atomic(&out, text.as_bytes()).map_err(|e| Error::Output {
+            path: out.clone(),
+            reason: e.to_string(),
+        })?;
+        written.push(out);
+    }
+    Ok(written)
+}
