@@ -131,3 +131,28 @@ pub fn ensure_vad(
         },
     }
 }
+
+/// Resolves (downloading if needed) the Whisper model and, unless `no_vad`, the VAD model,
+/// then loads them. The error is the one line to print.
+pub fn load_engine(
+    model_arg: &str,
+    vad_arg: Option<&str>,
+    no_vad: bool,
+    offline: bool,
+    quiet: bool,
+) -> Result<verbatim::engine::Engine, String> {
+    let model = ensure_model(model_arg, offline, quiet).map_err(|e| e.to_string())?;
+    let vad_model = if no_vad {
+        None
+    } else {
+        Some(
+            ensure_vad(vad_arg, &model, offline, quiet)
+                .map_err(|e| format!("{e} (or pass --no-vad to transcribe without VAD)"))?,
+        )
+    };
+    let options = verbatim::engine::EngineOptions {
+        vad_model,
+        ..verbatim::engine::EngineOptions::default()
+    };
+    verbatim::engine::Engine::load(&model, &options).map_err(|e| e.to_string())
+}

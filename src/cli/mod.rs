@@ -4,6 +4,7 @@ mod devices;
 mod fetch;
 mod listen;
 mod models;
+mod subtitle;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,10 @@ enum Command {
     /// never changes; JSON events, typing into the focused window, or appending to a file.
     #[command(after_help = listen::AFTER_HELP)]
     Listen(listen::ListenArgs),
+    /// Subtitle whole media libraries: readable SRT/VTT/ASS by reading-speed rules, skipping
+    /// what is done, resumable, shardable across Slurm or Kubernetes; or check subtitle files.
+    #[command(after_help = subtitle::AFTER_HELP)]
+    Subtitle(subtitle::SubtitleArgs),
     /// Manage Whisper and VAD models: list, pull, rm, verify, path, import.
     #[command(after_help = models::AFTER_HELP)]
     Models(models::ModelsArgs),
@@ -69,6 +74,7 @@ pub fn run() -> i32 {
     };
     match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
+        Command::Subtitle(args) => subtitle::run(args),
         Command::Models(args) => models::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Devices(args) => devices::run(args),
