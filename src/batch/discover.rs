@@ -105,7 +105,7 @@ fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
 fn has_media_extension(path: &Path, options: &DiscoverOptions) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .is_some_and(|e| options.extensions.iter().any(|x| *x == e))
+        .is_some_and(|e| options.extensions.contains(&e))
 }
 
 /// Hidden files and verbatim's own temporary files are never media to subtitle.
