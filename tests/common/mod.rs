@@ -188,6 +188,7 @@ impl Rng {
 }
 
 pub mod pulse;
+pub mod slurm;
 
 /// The CTranslate2 tiny.en directory: `$VERBATIM_CT2_TINY_EN`, else the one pip put in
 /// `bench/.venv`; None when neither has a model.bin.
