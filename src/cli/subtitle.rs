@@ -309,6 +309,13 @@ pub fn run(args: SubtitleArgs) -> i32 {
             r.write(rec);
         }
     }
+    if plan.todo.is_empty() && plan.done.is_empty() {
+        // An empty shard is normal (more tasks than files, or an unlucky split): success.
+        if !args.quiet {
+            eprintln!("verbatim: nothing to do: no file falls in this shard{shard_note}");
+        }
+        return exit_code::OK;
+    }
     if plan.todo.is_empty() {
         if !args.quiet {
             eprintln!(
