@@ -38,10 +38,7 @@ pub fn check(cues: &[Cue], rules: &Rules) -> Vec<Violation> {
         if longest > rules.max_chars_per_line {
             report(
                 Rule::LineLength,
-                format!(
-                    "line of {longest} chars > {}",
-                    rules.max_chars_per_line
-                ),
+                format!("line of {longest} chars > {}", rules.max_chars_per_line),
             );
         }
         if lines.len() > rules.max_lines {
@@ -127,8 +124,9 @@ pub fn check(cues: &[Cue], rules: &Rules) -> Vec<Violation> {
     out
 }
 
-/// The text without formatting tags: HTML-like `<i>`, `</i>`, `<v Name>`, `<00:01.000>` and
-/// ASS overrides such as `{\an8}`.
+/// The text as displayed: without formatting tags (HTML-like `<i>`, `</i>`, `<v Name>`,
+/// `<00:01.000>`, ASS overrides such as `{\an8}`) and with WebVTT's character references
+/// (`&amp;`, `&lt;`, `&gt;`, `&nbsp;`) decoded.
 pub(crate) fn strip_tags(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -150,6 +148,15 @@ pub(crate) fn strip_tags(text: &str) -> String {
             }
             _ => out.push(c),
         }
+    }
+    if out.contains('&') {
+        out = out
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&nbsp;", "\u{a0}")
+            .replace("&lrm;", "")
+            .replace("&rlm;", "")
+            .replace("&amp;", "&");
     }
     out
 }

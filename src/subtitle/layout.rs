@@ -1,7 +1,7 @@
 //! Laying out a transcript as cues: choosing where cues break (a shortest-path search over
 //! word positions), then their times, then their lines.
 
-use super::text::{break_cost, break_lines, is_cjk, joiner, reading_chars};
+use super::text::{self, break_cost, break_lines, is_cjk, joiner, reading_chars};
 use super::{check, Cue, Layout, Rules};
 use crate::transcript::{Transcript, Word};
 
@@ -19,6 +19,8 @@ struct Token {
 const VIOLATION: f64 = 10_000.0;
 /// Cost of one more cue: fewer, fuller cues are easier to follow than many flashing ones.
 const PER_CUE: f64 = 10.0;
+/// Cost of a cue that starts a new sentence after finishing one, and stops mid-sentence.
+const SENTENCE_CARRIED: f64 = 25.0;
 
 pub(crate) fn ms(t: f64) -> i64 {
     if t.is_finite() {
@@ -54,9 +56,8 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
         .collect();
     let stream_break: Vec<f64> = (0..n)
         .map(|k| {
-            let hard = k + 1 == n
-                || gaps[k] > r.max_silence
-                || tokens[k].channel != tokens[k + 1].channel;
+            let hard =
+                k + 1 == n || gaps[k] > r.max_silence || tokens[k].channel != tokens[k + 1].channel;
             if hard {
                 0.0
             } else {
@@ -117,7 +118,16 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             if (text_chars as f64) * 1000.0 > rules.max_cps * available as f64 {
                 violations += 1.0;
             }
+            // A cue that finishes one sentence and then starts another it does not finish
+            // leaves the reader with half a thought: cost it like a poor break.
+            let mut carried = 0.0;
+            if !text::ends_sentence(texts[j - 1])
+                && texts[i..j - 1].iter().any(|w| text::ends_sentence(w))
+            {
+                carried = SENTENCE_CARRIED;
+            }
             let cost = best[i]
+                + carried
                 + PER_CUE
                 + stream_break[j - 1]
                 + line_cost

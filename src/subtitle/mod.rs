@@ -284,3 +284,6 @@ pub fn check_file(path: &Path, rules: &Rules) -> crate::Result<Vec<Violation>> {
     let cues = parse_subtitles(&text).map_err(|reason| crate::Error::input(path, reason))?;
     Ok(check(&cues, rules))
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,10 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
                 blocks.push(b);
             }
         } else {
-            current.get_or_insert_with(|| (i + 1, Vec::new())).1.push(line);
+            current
+                .get_or_insert_with(|| (i + 1, Vec::new()))
+                .1
+                .push(line);
         }
     }
     if let Some(b) = current.take() {
@@ -43,18 +46,23 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
                 continue; // WEBVTT header and its metadata lines
             }
             let head = block[0].trim_start();
-            if ["NOTE", "STYLE", "REGION"]
-                .iter()
-                .any(|k| head == *k || head.starts_with(&format!("{k} ")) || head.starts_with(&format!("{k}\t")))
-            {
+            if ["NOTE", "STYLE", "REGION"].iter().any(|k| {
+                head == *k
+                    || head.starts_with(&format!("{k} "))
+                    || head.starts_with(&format!("{k}\t"))
+            }) {
                 continue;
             }
         }
         // The timing line is the first line, or the second after a number / identifier.
         let Some(t) = block.iter().take(2).position(|l| l.contains("-->")) else {
+            // After a cue number the time line was expected on the next line.
+            let numbered = block.len() > 1 && block[0].trim().bytes().all(|b| b.is_ascii_digit());
+            let at = usize::from(numbered);
             return Err(format!(
-                "line {first}: expected a cue time line such as `00:00:01,000 --> 00:00:02,500`, found `{}`",
-                block[0].trim()
+                "line {}: expected a cue time line such as `00:00:01,000 --> 00:00:02,500`, found `{}`",
+                first + at,
+                block[at].trim()
             ));
         };
         let line_no = first + t;
@@ -67,7 +75,10 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
         cues.push(Cue {
             start,
             end,
-            lines: block[t + 1..].iter().map(|l| l.trim_end().to_string()).collect(),
+            lines: block[t + 1..]
+                .iter()
+                .map(|l| l.trim_end().to_string())
+                .collect(),
             speaker: None,
             words: Vec::new(),
         });
