@@ -13,37 +13,40 @@ pub struct SubtitleRuleArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_preset, help_heading = "Subtitle rules")]
     pub preset: Option<Preset>,
 
-    /// Maximum characters per line [default: from the preset].
+    /// Maximum characters per line [default: the preset's, netflix 42, cjk 16].
     #[arg(long, value_name = "N", help_heading = "Subtitle rules")]
     pub max_chars: Option<usize>,
 
-    /// Maximum lines per cue [default: 2].
+    /// Maximum lines per cue [default: the preset's, 2].
     #[arg(long, value_name = "N", help_heading = "Subtitle rules")]
     pub max_lines: Option<usize>,
 
-    /// Maximum reading speed, characters per second [default: from the preset].
+    /// Maximum reading speed, characters per second [default: the preset's, netflix 17,
+    /// youtube 21, cjk 9].
     #[arg(long, value_name = "CPS", help_heading = "Subtitle rules")]
     pub max_cps: Option<f64>,
 
-    /// Minimum time a cue stays on screen, seconds [default: 0.833].
+    /// Minimum time a cue stays on screen, seconds [default: the preset's, netflix 0.833,
+    /// youtube 0.5].
     #[arg(long, value_name = "SECONDS", help_heading = "Subtitle rules")]
     pub min_duration: Option<f64>,
 
-    /// Maximum time a cue stays on screen, seconds [default: 7].
+    /// Maximum time a cue stays on screen, seconds [default: the preset's, 7].
     #[arg(long, value_name = "SECONDS", help_heading = "Subtitle rules")]
     pub max_duration: Option<f64>,
 
-    /// Minimum gap between two cues, seconds [default: 0.083, 2 frames at 24 fps].
+    /// Minimum gap between two cues, seconds [default: the preset's, 0.083 = 2 frames at
+    /// 24 fps].
     #[arg(long, value_name = "SECONDS", help_heading = "Subtitle rules")]
     pub min_gap: Option<f64>,
 
     /// Longest silence a cue may stay on screen over, seconds; longer pauses split cues
-    /// [default: 1.5].
+    /// [default: the preset's, 1.5].
     #[arg(long, value_name = "SECONDS", help_heading = "Subtitle rules")]
     pub max_silence: Option<f64>,
 
     /// How long a cue stays after its last word when nothing asks for more, seconds
-    /// [default: 0.5].
+    /// [default: the preset's, netflix 0.5, youtube 0.3].
     #[arg(long, value_name = "SECONDS", help_heading = "Subtitle rules")]
     pub linger: Option<f64>,
 }

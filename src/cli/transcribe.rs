@@ -23,6 +23,7 @@ Examples:
   verbatim transcribe a.flac b.m4a -f srt,vtt,json -o out/
   cat meeting.wav | verbatim transcribe - -f txt
   verbatim transcribe interview.wav --split-channels -f srt
+  verbatim transcribe film.mkv -f srt,vtt,ass --preset youtube --max-chars 37
   verbatim transcribe lecture.mkv -l de --translate -w -f json
   verbatim transcribe podcast.mp3 --offset 1:30 --duration 60 --prompt 'Kubernetes, etcd'
 
