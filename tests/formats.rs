@@ -1,4 +1,5 @@
-//! Output formats: every format parses back and carries the same segments as the JSON.
+//! Output formats: every format parses back and carries the same segments (text formats) or
+//! words (subtitle formats) as the JSON.
 
 mod common;
 
@@ -85,7 +86,7 @@ fn check_monotonic(cues: &[Cue], what: &str) {
 fn every_format_round_trips_the_same_segments() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(transcribe()
-        .args(["-w", "-f", "txt,srt,vtt,json,tsv,lrc", "-o"])
+        .args(["-w", "-f", "txt,srt,vtt,ass,json,tsv,lrc", "-o"])
         .arg(dir.path())
         .arg(audio("long_ls_2609_3080_concat.flac"))
         .args(["--duration", "60"]));
@@ -178,12 +179,30 @@ fn every_format_round_trips_the_same_segments() {
         .collect();
     let txt: Vec<String> = read("txt").lines().map(str::to_string).collect();
 
-    for (name, cues, tolerance) in [
-        ("srt", &srt, 0.0011),
-        ("vtt", &vtt, 0.0011),
-        ("tsv", &tsv, 0.0011),
-        ("lrc", &lrc, 0.0051),
-    ] {
+    // Subtitles are laid out word by word (tests/subtitle_rules.rs checks the rules): they
+    // carry the same words as the segments, within the segments' time span.
+    let words = |cues: &[Cue]| -> Vec<String> {
+        cues.iter()
+            .flat_map(|c| c.text.split_whitespace().map(str::to_string))
+            .collect()
+    };
+    let json_words = words(&json_cues);
+    assert_eq!(words(&srt), json_words, "srt words");
+    assert_eq!(words(&vtt), json_words, "vtt words");
+    assert_eq!(srt.len(), vtt.len());
+    let ass_events = read("ass")
+        .lines()
+        .filter(|l| l.starts_with("Dialogue: "))
+        .count();
+    assert_eq!(ass_events, srt.len(), "ass cue count");
+    for (s, v) in srt.iter().zip(&vtt) {
+        assert_eq!(s.text, v.text);
+        assert!((s.start - v.start).abs() < 1e-6 && (s.end - v.end).abs() < 1e-6);
+    }
+    assert!(srt[0].start >= json_cues[0].start - 0.0011);
+    assert!(srt.last().unwrap().end <= json_cues.last().unwrap().end + 1.5 + 0.0011);
+
+    for (name, cues, tolerance) in [("tsv", &tsv, 0.0011), ("lrc", &lrc, 0.0051)] {
         assert_eq!(cues.len(), json_cues.len(), "{name} cue count");
         for (c, j) in cues.iter().zip(&json_cues) {
             assert_eq!(c.text, j.text, "{name} text");

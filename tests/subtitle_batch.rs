@@ -463,3 +463,52 @@ fn lists_language_suffixes_dry_runs_and_usage_errors() {
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
 }
+
+#[test]
+fn check_reports_every_rule_a_foreign_subtitle_file_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    // As another tool writes it: CRLF, a BOM, a line too long, cues overlapping, too fast.
+    let bad = dir.path().join("other-tool.srt");
+    std::fs::write(
+        &bad,
+        "\u{feff}1\r\n00:00:01,000 --> 00:00:04,000\r\nThis line is much longer than forty-two characters, surely\r\n\r\n\
+         2\r\n00:00:03,500 --> 00:00:05,000\r\nOverlap\r\n\r\n\
+         3\r\n00:00:06,000 --> 00:00:06,500\r\nfar too many words to read in half a second\r\n\r\n",
+    )
+    .unwrap();
+    let good = dir.path().join("good.vtt");
+    std::fs::write(
+        &good,
+        "WEBVTT\n\n00:01.000 --> 00:03.000\nA calm, short line.\n\n00:04.000 --> 00:06.500\nAnd another one.\n",
+    )
+    .unwrap();
+    let out = run(verbatim().args(["subtitle", "--check"]).arg(&bad));
+    assert_eq!(code(&out), 1);
+    let report = stdout(&out);
+    for rule in ["line", "overlap", "reading speed"] {
+        assert!(
+            report.to_lowercase().contains(rule),
+            "{rule} missing in: {report}"
+        );
+    }
+    assert!(
+        report
+            .lines()
+            .all(|l| l.starts_with(&bad.display().to_string())),
+        "{report}"
+    );
+    let out = run(verbatim().args(["subtitle", "--check"]).arg(&good));
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(stdout(&out).is_empty());
+    // A stricter rule set turns the good file bad.
+    let out = run(verbatim()
+        .args(["subtitle", "--check", "--max-chars", "10"])
+        .arg(&good));
+    assert_eq!(code(&out), 1);
+    // Not a subtitle file: one clear line naming it.
+    let junk = dir.path().join("junk.srt");
+    std::fs::write(&junk, "hello\nworld\n").unwrap();
+    let out = run(verbatim().args(["subtitle", "--check"]).arg(&junk));
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("junk.srt"), "{}", stderr(&out));
+}

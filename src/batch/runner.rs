@@ -56,6 +56,9 @@ pub struct Record {
     pub language: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Cues that break a subtitle rule because the speech left no way around it (e.g. too
+    /// fast to read at the maximum reading speed); `None` when no subtitle was written.
+    pub rule_violations: Option<usize>,
     /// Wall-clock seconds spent on the file.
     pub wall_seconds: f64,
 }
@@ -70,6 +73,7 @@ impl Record {
             outputs: Vec::new(),
             language: None,
             error: None,
+            rule_violations: None,
             wall_seconds: 0.0,
         }
     }
@@ -202,6 +206,10 @@ fn transcribe_and_write(
         None
     };
     let formats = &options.naming.formats;
+    if formats.iter().any(|f| f.is_subtitle()) {
+        let layout = crate::subtitle::layout(&transcript, &options.meta.subtitle_rules);
+        record.rule_violations = Some(layout.violations.len());
+    }
     let mut written = Vec::with_capacity(formats.len());
     for &format in formats {
         let out = job.output_path(format, suffix);

@@ -4,6 +4,7 @@ mod devices;
 mod fetch;
 mod listen;
 mod models;
+mod rules;
 mod subtitle;
 mod transcribe;
 

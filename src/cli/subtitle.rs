@@ -93,7 +93,7 @@ pub struct SubtitleArgs {
     overwrite: bool,
 
     /// Write one JSON line per file (path, status, audio_duration, outputs, language, error,
-    /// wall_seconds) to FILE.
+    /// rule_violations, wall_seconds) to FILE.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     report: Option<PathBuf>,
 
@@ -109,6 +109,9 @@ pub struct SubtitleArgs {
     /// of transcribing; the INPUTs are the subtitle files.
     #[arg(long, help_heading = "Check")]
     check: bool,
+
+    #[command(flatten)]
+    rules: super::rules::SubtitleRuleArgs,
 
     /// Whisper model: a registry name, an imported model's name, or a ggml file.
     #[arg(short, long, env = "VERBATIM_MODEL", value_name = "NAME|PATH", default_value = verbatim::models::DEFAULT_MODEL, help_heading = "Model")]
@@ -161,7 +164,7 @@ pub struct SubtitleArgs {
 
 fn parse_subtitle_format(s: &str) -> Result<Format, String> {
     match Format::parse(s) {
-        Some(f @ (Format::Srt | Format::Vtt)) => Ok(f),
+        Some(f) if f.is_subtitle() => Ok(f),
         _ => Err(format!(
             "unknown subtitle format `{s}` (expected srt, vtt or ass)"
         )),
@@ -173,8 +176,15 @@ fn parse_subtitle_format(s: &str) -> Result<Format, String> {
 const THREADS_PER_WORKER: usize = 1;
 
 pub fn run(args: SubtitleArgs) -> i32 {
+    let rules = match args.rules.rules() {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(e);
+            return exit_code::USAGE;
+        }
+    };
     if args.check {
-        return check(&args);
+        return check(&args, &rules);
     }
     let cancel = super::install_ctrlc();
     if args.inputs.is_empty() && args.from_list.is_none() {
@@ -374,6 +384,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
         multilingual: info.multilingual,
         source: String::new(),
         options: serde_json::to_value(&transcribe).unwrap_or_default(),
+        subtitle_rules: rules,
     };
     let options = batch::BatchOptions {
         workers,
@@ -459,15 +470,43 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// `--check`: lint subtitle files against the rules.
-fn check(args: &SubtitleArgs) -> i32 {
+/// `--check`: lint subtitle files (ours or any tool's) against the rules.
+fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> i32 {
     if args.inputs.is_empty() {
         print_error("--check needs subtitle files (SRT or WebVTT)");
         return exit_code::USAGE;
     }
-    let _ = args;
-    print_error("--check is not available yet");
-    exit_code::FAILURE
+    let (mut problems, mut unreadable) = (0usize, 0usize);
+    for path in &args.inputs {
+        match verbatim::subtitle::check_file(path, rules) {
+            Ok(violations) => {
+                for v in &violations {
+                    println!("{}: {v}", path.display());
+                }
+                if !args.quiet {
+                    eprintln!(
+                        "verbatim: {}: {}",
+                        path.display(),
+                        if violations.is_empty() {
+                            "follows every rule".to_string()
+                        } else {
+                            format!("{} problem(s)", violations.len())
+                        }
+                    );
+                }
+                problems += violations.len();
+            }
+            Err(e) => {
+                print_error(e);
+                unreadable += 1;
+            }
+        }
+    }
+    if problems > 0 || unreadable > 0 {
+        exit_code::FAILURE
+    } else {
+        exit_code::OK
+    }
 }
 
 /// The JSON Lines report, flushed after every record so a crash keeps what was done.
@@ -632,10 +671,14 @@ impl Observer for Display {
         }
         let line = match record.status {
             Status::Ok => format!(
-                "ok      {} ({} of audio in {})",
+                "ok      {} ({} of audio in {}{})",
                 record.path.display(),
                 human_duration(record.audio_duration.unwrap_or(0.0)),
-                human_duration(record.wall_seconds)
+                human_duration(record.wall_seconds),
+                match record.rule_violations {
+                    Some(n) if n > 0 => format!("; {n} cue(s) break a rule: see --check"),
+                    _ => String::new(),
+                }
             ),
             Status::Skipped => format!("skipped {} (done meanwhile)", record.path.display()),
             Status::Failed => format!(

@@ -23,6 +23,7 @@ Examples:
   verbatim transcribe a.flac b.m4a -f srt,vtt,json -o out/
   cat meeting.wav | verbatim transcribe - -f txt
   verbatim transcribe interview.wav --split-channels -f srt
+  verbatim transcribe film.mkv -f srt,vtt,ass --preset youtube --max-chars 37
   verbatim transcribe lecture.mkv -l de --translate -w -f json
   verbatim transcribe podcast.mp3 --offset 1:30 --duration 60 --prompt 'Kubernetes, etcd'
 
@@ -106,7 +107,8 @@ pub struct TranscribeArgs {
     #[arg(long, value_name = "TEXT", help_heading = "Decoding")]
     prompt: Option<String>,
 
-    /// Include word-level timestamps and probabilities (JSON output).
+    /// Include word-level timestamps and probabilities (JSON output). Word times are always
+    /// computed for srt, vtt and ass, which are laid out word by word.
     #[arg(short, long, help_heading = "Decoding")]
     word_timestamps: bool,
 
@@ -150,7 +152,7 @@ pub struct TranscribeArgs {
     #[arg(long, help_heading = "Input")]
     split_channels: bool,
 
-    /// Output files to write, comma separated: txt, srt, vtt, json, tsv, lrc.
+    /// Output files to write, comma separated: txt, srt, vtt, ass, json, tsv, lrc.
     #[arg(short, long, value_delimiter = ',', value_name = "FORMATS", value_parser = parse_format, help_heading = "Output")]
     format: Vec<Format>,
 
@@ -169,11 +171,15 @@ pub struct TranscribeArgs {
     /// No progress bar and no warnings on stderr (errors are still printed).
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
+
+    #[command(flatten)]
+    subtitle_rules: super::rules::SubtitleRuleArgs,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s)
-        .ok_or_else(|| format!("unknown format `{s}` (expected txt, srt, vtt, json, tsv or lrc)"))
+    Format::parse(s).ok_or_else(|| {
+        format!("unknown format `{s}` (expected txt, srt, vtt, ass, json, tsv or lrc)")
+    })
 }
 
 /// Parses `90`, `1:30`, `01:02:03.5` into seconds.
@@ -271,6 +277,13 @@ pub fn run(args: TranscribeArgs) -> i32 {
             }
         }
     }
+    let subtitle_rules = match args.subtitle_rules.rules() {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(e);
+            return exit_code::USAGE;
+        }
+    };
     let language = args.language.trim().to_ascii_lowercase();
     if language != "auto" && engine::language_id(&language).is_none() {
         print_error(format!(
@@ -343,7 +356,8 @@ pub fn run(args: TranscribeArgs) -> i32 {
             args.temperature_increment.max(0.0)
         },
         initial_prompt: args.prompt.clone(),
-        word_timestamps: args.word_timestamps,
+        // The subtitle engine breaks and times cues by word.
+        word_timestamps: args.word_timestamps || formats.iter().any(|f| f.is_subtitle()),
         vad: vad_model.is_some(),
         vad_options: VadOptions {
             threshold: args.vad_threshold.clamp(0.01, 0.99),
@@ -381,6 +395,7 @@ pub fn run(args: TranscribeArgs) -> i32 {
             &options,
             &args,
             &formats,
+            &subtitle_rules,
             with_times,
             show_progress,
             &cancel,
@@ -410,6 +425,7 @@ fn transcribe_one(
     options: &TranscribeOptions,
     args: &TranscribeArgs,
     formats: &[Format],
+    subtitle_rules: &verbatim::subtitle::Rules,
     with_times: bool,
     show_progress: bool,
     cancel: &AtomicBool,
@@ -508,10 +524,33 @@ fn transcribe_one(
             multilingual: engine.model_info().multilingual,
             source: display.display().to_string(),
             options: serde_json::to_value(options).unwrap_or_default(),
+            subtitle_rules: subtitle_rules.clone(),
         };
+        // Word times turned on only for the subtitle formats stay out of the others (JSON).
+        let without_words = (!args.word_timestamps).then(|| {
+            let mut t = merged.clone();
+            for seg in &mut t.segments {
+                seg.words = None;
+            }
+            t
+        });
+        if !args.quiet && formats.iter().any(|f| f.is_subtitle()) {
+            let violations = verbatim::subtitle::layout(&merged, subtitle_rules).violations;
+            if let Some(first) = violations.first() {
+                print_warning(format!(
+                    "{}: {} subtitle rule violation(s) the speech made unavoidable, first: {first}",
+                    display.display(),
+                    violations.len()
+                ));
+            }
+        }
         for format in formats {
             let path = output::output_path(input, args.output_dir.as_deref(), *format);
-            let text = format.render(&merged, &meta);
+            let transcript = match &without_words {
+                Some(t) if !format.is_subtitle() => t,
+                _ => &merged,
+            };
+            let text = format.render(transcript, &meta);
             output::write_atomic(&path, text.as_bytes()).map_err(|e| Error::Output {
                 path: path.clone(),
                 reason: e.to_string(),

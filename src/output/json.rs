@@ -6,7 +6,8 @@ use serde::Serialize;
 use super::OutputFormat;
 use crate::transcript::{Segment, Transcript};
 
-/// Context written into the JSON output next to the transcript.
+/// The render context: what the JSON output writes next to the transcript, and the rules
+/// the subtitle writers (srt, vtt, ass) lay cues out by.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JsonMeta {
     /// verbatim's version.
@@ -23,6 +24,8 @@ pub struct JsonMeta {
     pub source: String,
     /// The options used, as JSON.
     pub options: serde_json::Value,
+    /// Rules for the subtitle formats (default: the Netflix-like preset).
+    pub subtitle_rules: crate::subtitle::Rules,
 }
 
 /// JSON writer.

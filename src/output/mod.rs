@@ -2,6 +2,7 @@
 //!
 //! Adding a format means one new file and one arm in [`Format::writer`].
 
+mod ass;
 mod json;
 mod lrc;
 mod srt;
@@ -37,17 +38,21 @@ pub enum Format {
     Tsv,
     /// LRC lyrics with `[mm:ss.xx]` line times.
     Lrc,
+    /// Advanced SubStation Alpha subtitles (styled; players such as mpv and VLC, editors
+    /// such as Aegisub).
+    Ass,
 }
 
 impl Format {
     /// All formats, in the order `--help` lists them.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Txt,
         Format::Srt,
         Format::Vtt,
         Format::Json,
         Format::Tsv,
         Format::Lrc,
+        Format::Ass,
     ];
 
     /// File extension (without dot).
@@ -59,7 +64,14 @@ impl Format {
             Format::Json => "json",
             Format::Tsv => "tsv",
             Format::Lrc => "lrc",
+            Format::Ass => "ass",
         }
+    }
+
+    /// Whether this is a subtitle format laid out by [`crate::subtitle`] (these need word
+    /// timestamps).
+    pub fn is_subtitle(self) -> bool {
+        matches!(self, Format::Srt | Format::Vtt | Format::Ass)
     }
 
     /// Parses a format name (`srt`, `VTT`, ...).
@@ -77,6 +89,7 @@ impl Format {
             Format::Json => Box::new(JsonOutput),
             Format::Tsv => Box::new(tsv::Tsv),
             Format::Lrc => Box::new(lrc::Lrc),
+            Format::Ass => Box::new(ass::Ass),
         }
     }
 
@@ -125,29 +138,6 @@ pub(crate) fn clock(seconds: f64, separator: char) -> String {
     let (m, rem) = (rem / 60_000, rem % 60_000);
     let (s, ms) = (rem / 1000, rem % 1000);
     format!("{h:02}:{m:02}:{s:02}{separator}{ms:03}")
-}
-
-/// Cue times for subtitle formats: millisecond-rounded, never overlapping the next cue and
-/// never zero-length.
-pub(crate) fn cue_times(transcript: &Transcript) -> Vec<(f64, f64)> {
-    let segs = &transcript.segments;
-    let mut out: Vec<(f64, f64)> = Vec::with_capacity(segs.len());
-    for (i, seg) in segs.iter().enumerate() {
-        let start = round_ms(seg.start).max(out.last().map_or(0.0, |p| p.1));
-        let mut end = round_ms(seg.end);
-        if let Some(next) = segs.get(i + 1) {
-            end = end.min(round_ms(next.start));
-        }
-        if end <= start {
-            end = start + 0.001;
-        }
-        out.push((start, end));
-    }
-    out
-}
-
-fn round_ms(t: f64) -> f64 {
-    (t * 1000.0).round() / 1000.0
 }
 
 /// Segment text with a channel label when channels were split.

@@ -1,26 +1,28 @@
-//! SubRip (`.srt`): numbered cues with `HH:MM:SS,mmm` times.
+//! SubRip (`.srt`): numbered cues with `HH:MM:SS,mmm` times, laid out by the subtitle
+//! engine ([`crate::subtitle::layout`]) under the context's rules.
 
-use super::{clock, cue_times, labelled_text, JsonMeta, OutputFormat};
+use super::{clock, JsonMeta, OutputFormat};
+use crate::subtitle;
 use crate::transcript::Transcript;
 
 /// SRT writer.
 pub struct Srt;
 
 impl OutputFormat for Srt {
-    fn render(&self, transcript: &Transcript, _meta: &JsonMeta) -> String {
+    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
+        let layout = subtitle::layout(transcript, &meta.subtitle_rules);
         let mut out = String::new();
-        for (i, (seg, (start, end))) in transcript
-            .segments
-            .iter()
-            .zip(cue_times(transcript))
-            .enumerate()
-        {
+        for (i, cue) in layout.cues.iter().enumerate() {
+            let mut lines = cue.lines.clone();
+            if let (Some(label), Some(first)) = (&cue.speaker, lines.first_mut()) {
+                *first = format!("[{label}] {first}");
+            }
             out.push_str(&format!(
                 "{}\n{} --> {}\n{}\n\n",
                 i + 1,
-                clock(start, ','),
-                clock(end, ','),
-                labelled_text(seg)
+                clock(cue.start, ','),
+                clock(cue.end, ','),
+                lines.join("\n")
             ));
         }
         out

@@ -1,27 +1,35 @@
-//! WebVTT (`.vtt`): a `WEBVTT` header and cues with `HH:MM:SS.mmm` times; split channels
-//! become voice spans (`<v ch1>`).
+//! WebVTT (`.vtt`): a `WEBVTT` header and cues with `HH:MM:SS.mmm` times, laid out by the
+//! subtitle engine; split channels become voice spans (`<v ch1>`).
 
-use super::{clock, cue_times, JsonMeta, OutputFormat};
+use super::{clock, JsonMeta, OutputFormat};
+use crate::subtitle;
 use crate::transcript::Transcript;
 
 /// WebVTT writer.
 pub struct Vtt;
 
+/// Escapes the characters WebVTT cue text reserves (`&`, `<`, `>`), so a transcript that
+/// contains them is shown as written and never read as a tag or ends a cue early (`-->`).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 impl OutputFormat for Vtt {
-    fn render(&self, transcript: &Transcript, _meta: &JsonMeta) -> String {
+    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
+        let layout = subtitle::layout(transcript, &meta.subtitle_rules);
         let mut out = String::from("WEBVTT\n\n");
-        for (seg, (start, end)) in transcript.segments.iter().zip(cue_times(transcript)) {
-            // "-->" would end the cue timing line early in a strict parser.
-            let text = seg.text.replace("-->", "->");
-            let text = match seg.channel_label() {
-                Some(label) => format!("<v {label}>{text}"),
-                None => text,
-            };
+        for cue in &layout.cues {
+            let mut lines: Vec<String> = cue.lines.iter().map(|l| escape(l)).collect();
+            if let (Some(label), Some(first)) = (&cue.speaker, lines.first_mut()) {
+                *first = format!("<v {label}>{first}");
+            }
             out.push_str(&format!(
                 "{} --> {}\n{}\n\n",
-                clock(start, '.'),
-                clock(end, '.'),
-                text
+                clock(cue.start, '.'),
+                clock(cue.end, '.'),
+                lines.join("\n")
             ));
         }
         out
