@@ -57,8 +57,77 @@ pub struct DecodedAudio {
     pub warnings: Vec<String>,
 }
 
+/// Receives PCM as a decoder produces it, so a file never has to be in memory whole.
+pub trait PcmSink {
+    /// One block of interleaved samples at `rate` Hz with `channels` channels. Returning
+    /// `false` stops decoding (the consumer went away).
+    fn block(&mut self, interleaved: &[f32], channels: usize, rate: u32) -> bool;
+}
+
+/// Facts about a decode, beside the samples the sink received.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeInfo {
+    /// Channel count of the source file (ffmpeg may already have downmixed the blocks).
+    pub source_channels: usize,
+    /// Codec name, for reports.
+    pub codec: String,
+    /// Non-fatal problems (undecodable packets skipped).
+    pub warnings: Vec<String>,
+}
+
+/// Collects blocks into planar channels: the whole-file decoders' sink.
+#[derive(Default)]
+struct Collect {
+    channels: Vec<Vec<f32>>,
+    rate: u32,
+    mismatch: bool,
+}
+
+impl PcmSink for Collect {
+    fn block(&mut self, interleaved: &[f32], channels: usize, rate: u32) -> bool {
+        if self.channels.is_empty() {
+            self.channels = vec![Vec::new(); channels];
+            self.rate = rate;
+        } else if self.channels.len() != channels || self.rate != rate {
+            self.mismatch = true;
+            return false;
+        }
+        for (i, s) in interleaved.iter().enumerate() {
+            self.channels[i % channels].push(*s);
+        }
+        true
+    }
+}
+
+impl Collect {
+    fn into_audio(self, display: &Path, info: DecodeInfo) -> Result<DecodedAudio> {
+        if self.mismatch {
+            return Err(Error::input(
+                display,
+                "channel count or sample rate changes mid-stream",
+            ));
+        }
+        Ok(DecodedAudio {
+            sample_rate: self.rate,
+            channels: self.channels,
+            source_channels: info.source_channels,
+            codec: info.codec,
+            warnings: info.warnings,
+        })
+    }
+}
+
 /// Decodes a file. With `keep_channels` false, the ffmpeg fallback may downmix for speed.
 pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
+    let mut collect = Collect::default();
+    let info = stream_path(path, keep_channels, &mut collect)?;
+    finish(path, collect.into_audio(path, info)?)
+}
+
+/// Decodes `path` block by block into `sink`: WAV through hound, then symphonia, then ffmpeg
+/// through a pipe. Errors found before the first block (missing file, unknown format) are
+/// returned as for [`decode_path`]; the caller validates the samples it receives.
+pub fn stream_path(path: &Path, keep_channels: bool, sink: &mut dyn PcmSink) -> Result<DecodeInfo> {
     let meta = std::fs::metadata(path).map_err(|e| Error::input(path, io_reason(&e)))?;
     if meta.is_dir() {
         return Err(Error::input(path, "is a directory, not an audio file"));
@@ -71,7 +140,7 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
     let n = read_up_to(&mut file, &mut head).map_err(|e| Error::input(path, io_reason(&e)))?;
     file.rewind()
         .map_err(|e| Error::input(path, io_reason(&e)))?;
-    let decoded = if is_wav(&head[..n]) {
+    if is_wav(&head[..n]) {
         decode_wav_with_fallbacks(
             path,
             std::io::BufReader::new(file),
@@ -81,16 +150,16 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
                     std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
                 Ok(Box::new(file))
             },
-            |failure| ffmpeg_fallback(path, path, failure, keep_channels),
-        )?
+            |failure, sink| ffmpeg_fallback(path, path, failure, keep_channels, sink),
+            sink,
+        )
     } else {
         let hint = path.extension().and_then(|e| e.to_str());
-        match decode_symphonia(Box::new(file), hint) {
-            Ok(audio) => audio,
-            Err(err) => ffmpeg_fallback(path, path, err, keep_channels)?,
+        match decode_symphonia(Box::new(file), hint, sink) {
+            Ok(info) => Ok(info),
+            Err(err) => ffmpeg_fallback(path, path, err, keep_channels, sink),
         }
-    };
-    finish(path, decoded)
+    }
 }
 
 /// Decodes an encoded file held in memory (e.g. read from standard input).
@@ -98,21 +167,24 @@ pub fn decode_bytes(name: &str, data: &[u8], keep_channels: bool) -> Result<Deco
     if data.is_empty() {
         return Err(Error::input(name, "empty input (0 bytes)"));
     }
-    let decoded = if is_wav(data) {
+    let mut collect = Collect::default();
+    let sink: &mut dyn PcmSink = &mut collect;
+    let info = if is_wav(data) {
         decode_wav_with_fallbacks(
             Path::new(name),
             Cursor::new(data),
             data.len() as u64,
             || Ok(Box::new(Cursor::new(data.to_vec()))),
-            |failure| ffmpeg_fallback_bytes(name, data, failure, keep_channels),
+            |failure, sink| ffmpeg_fallback_bytes(name, data, failure, keep_channels, sink),
+            sink,
         )?
     } else {
-        match decode_symphonia(Box::new(Cursor::new(data.to_vec())), None) {
-            Ok(audio) => audio,
-            Err(err) => ffmpeg_fallback_bytes(name, data, err, keep_channels)?,
+        match decode_symphonia(Box::new(Cursor::new(data.to_vec())), None, sink) {
+            Ok(info) => info,
+            Err(err) => ffmpeg_fallback_bytes(name, data, err, keep_channels, sink)?,
         }
     };
-    finish(Path::new(name), decoded)
+    finish(Path::new(name), collect.into_audio(Path::new(name), info)?)
 }
 
 /// The ffmpeg fallback for bytes held in memory.
@@ -121,17 +193,24 @@ fn ffmpeg_fallback_bytes(
     data: &[u8],
     failure: SymphoniaFailure,
     keep_channels: bool,
-) -> Result<DecodedAudio> {
+    sink: &mut dyn PcmSink,
+) -> Result<DecodeInfo> {
     if ffmpeg_binary().is_none() {
         // Only the message is wanted; no temp file needed.
-        return ffmpeg_fallback(Path::new(name), Path::new(name), failure, keep_channels);
+        return ffmpeg_fallback(
+            Path::new(name),
+            Path::new(name),
+            failure,
+            keep_channels,
+            sink,
+        );
     }
     // ffmpeg needs a seekable input for many containers (mp4): give it a file.
     let mut tmp = tempfile::NamedTempFile::new()
         .map_err(|e| Error::input(name, format!("cannot create temp file: {e}")))?;
     std::io::Write::write_all(&mut tmp, data)
         .map_err(|e| Error::input(name, format!("cannot write temp file: {e}")))?;
-    ffmpeg_fallback(Path::new(name), tmp.path(), failure, keep_channels)
+    ffmpeg_fallback(Path::new(name), tmp.path(), failure, keep_channels, sink)
 }
 
 /// Decodes a WAV with hound. A WAV variant hound cannot read (another codec such as A-law,
@@ -143,20 +222,22 @@ fn decode_wav_with_fallbacks<R: Read + Seek>(
     reader: R,
     total_bytes: u64,
     reopen: impl FnOnce() -> Result<Box<dyn MediaSource>>,
-    ffmpeg: impl FnOnce(SymphoniaFailure) -> Result<DecodedAudio>,
-) -> Result<DecodedAudio> {
-    let (hound_reason, unsupported_encoding) = match decode_wav(display, reader, total_bytes) {
-        Ok(audio) => return Ok(audio),
+    ffmpeg: impl FnOnce(SymphoniaFailure, &mut dyn PcmSink) -> Result<DecodeInfo>,
+    sink: &mut dyn PcmSink,
+) -> Result<DecodeInfo> {
+    let (hound_reason, unsupported_encoding) = match decode_wav(display, reader, total_bytes, sink)
+    {
+        Ok(info) => return Ok(info),
         Err(WavFailure::Fatal(e)) => return Err(e),
         Err(WavFailure::NotForHound { reason, encoding }) => (reason, encoding),
     };
-    match decode_symphonia(reopen()?, Some("wav")) {
-        Ok(audio) => Ok(audio),
+    match decode_symphonia(reopen()?, Some("wav"), sink) {
+        Ok(info) => Ok(info),
         // The codec is known but not built in: the fallback's message names it.
-        Err(failure @ SymphoniaFailure::UnsupportedCodec(_)) => ffmpeg(failure),
+        Err(failure @ SymphoniaFailure::UnsupportedCodec(_)) => ffmpeg(failure, sink),
         Err(failure) => {
             let have_ffmpeg = ffmpeg_binary().is_some();
-            ffmpeg(failure).map_err(|_| {
+            ffmpeg(failure, sink).map_err(|_| {
                 let hint = if unsupported_encoding && !have_ffmpeg {
                     "; install ffmpeg (e.g. `apt install ffmpeg`) to decode it"
                 } else {
@@ -243,7 +324,8 @@ fn decode_wav<R: Read + Seek>(
     path: &Path,
     reader: R,
     total_bytes: u64,
-) -> std::result::Result<DecodedAudio, WavFailure> {
+    sink: &mut dyn PcmSink,
+) -> std::result::Result<DecodeInfo, WavFailure> {
     let fatal = |reason: String| WavFailure::Fatal(Error::input(path, reason));
     let mut wav = hound::WavReader::new(reader).map_err(|e| match e {
         // hound reports a short read as `ErrorKind::Other` ("Failed to read enough bytes.").
@@ -305,21 +387,31 @@ fn decode_wav<R: Read + Seek>(
         )));
     }
     let channels = usize::from(spec.channels);
-    let capacity = wav.len() as usize / channels;
-    let mut planar: Vec<Vec<f32>> = (0..channels)
-        .map(|_| Vec::with_capacity(capacity))
-        .collect();
     let read_error = |e: hound::Error| fatal(format!("cannot read WAV samples: {e}"));
+    // Blocks of about 4096 frames: large enough to be cheap, small enough to stream.
+    let block_len = 4096 * channels;
+    let mut block: Vec<f32> = Vec::with_capacity(block_len);
+    let flush = |block: &mut Vec<f32>, sink: &mut dyn PcmSink| {
+        let go_on = block.is_empty() || sink.block(block, channels, spec.sample_rate);
+        block.clear();
+        go_on
+    };
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => {
-            for (i, s) in wav.samples::<f32>().enumerate() {
-                planar[i % channels].push(s.map_err(read_error)?);
+            for s in wav.samples::<f32>() {
+                block.push(s.map_err(read_error)?);
+                if block.len() == block_len && !flush(&mut block, sink) {
+                    break;
+                }
             }
         }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            for (i, s) in wav.samples::<i32>().enumerate() {
-                planar[i % channels].push(s.map_err(read_error)? as f32 * scale);
+            for s in wav.samples::<i32>() {
+                block.push(s.map_err(read_error)? as f32 * scale);
+                if block.len() == block_len && !flush(&mut block, sink) {
+                    break;
+                }
             }
         }
         (format, bits) => {
@@ -329,9 +421,10 @@ fn decode_wav<R: Read + Seek>(
             })
         }
     }
-    Ok(DecodedAudio {
-        sample_rate: spec.sample_rate,
-        channels: planar,
+    // A trailing partial frame (truncated data) is dropped, as hound's reader would.
+    block.truncate(block.len() / channels * channels);
+    flush(&mut block, sink);
+    Ok(DecodeInfo {
         source_channels: channels,
         codec: format!(
             "pcm_{}{}",
@@ -401,7 +494,8 @@ thread_local! {
 fn decode_symphonia(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,
-) -> std::result::Result<DecodedAudio, SymphoniaFailure> {
+    sink: &mut dyn PcmSink,
+) -> std::result::Result<DecodeInfo, SymphoniaFailure> {
     static INSTALL_HOOK: std::sync::Once = std::sync::Once::new();
     INSTALL_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -413,7 +507,7 @@ fn decode_symphonia(
     });
     let was_inside = IN_SYMPHONIA.with(|flag| flag.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_symphonia_unguarded(source, extension)
+        decode_symphonia_unguarded(source, extension, sink)
     }));
     IN_SYMPHONIA.with(|flag| flag.set(was_inside));
     result.unwrap_or_else(|payload| {
@@ -434,7 +528,8 @@ fn decode_symphonia(
 fn decode_symphonia_unguarded(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,
-) -> std::result::Result<DecodedAudio, SymphoniaFailure> {
+    sink: &mut dyn PcmSink,
+) -> std::result::Result<DecodeInfo, SymphoniaFailure> {
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -480,8 +575,7 @@ fn decode_symphonia_unguarded(
             other => SymphoniaFailure::Corrupt(other.to_string()),
         })?;
 
-    let mut channels: Vec<Vec<f32>> = Vec::new();
-    let mut sample_rate = params.sample_rate.unwrap_or(0);
+    let mut n_channels_seen = 0usize;
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
     let mut interleaved: Option<SampleBuffer<f32>> = None;
@@ -525,10 +619,9 @@ fn decode_symphonia_unguarded(
         if n_channels == 0 {
             return Err(SymphoniaFailure::Corrupt("audio has zero channels".into()));
         }
-        sample_rate = spec.rate;
-        if channels.is_empty() {
-            channels = vec![Vec::new(); n_channels];
-        } else if channels.len() != n_channels {
+        if n_channels_seen == 0 {
+            n_channels_seen = n_channels;
+        } else if n_channels_seen != n_channels {
             return Err(SymphoniaFailure::Corrupt(
                 "channel count changes mid-stream".into(),
             ));
@@ -538,10 +631,10 @@ fn decode_symphonia_unguarded(
             _ => interleaved.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
         };
         buf.copy_interleaved_ref(decoded);
-        for (i, s) in buf.samples().iter().enumerate() {
-            channels[i % n_channels].push(*s);
-        }
         good_packets += 1;
+        if !sink.block(buf.samples(), n_channels, spec.rate) {
+            break;
+        }
     }
     if good_packets == 0 {
         return Err(SymphoniaFailure::Corrupt(if bad_packets > 0 {
@@ -554,10 +647,8 @@ fn decode_symphonia_unguarded(
     if bad_packets > 0 {
         warnings.push(format!("skipped {bad_packets} undecodable audio packets"));
     }
-    Ok(DecodedAudio {
-        sample_rate,
-        source_channels: channels.len(),
-        channels,
+    Ok(DecodeInfo {
+        source_channels: n_channels_seen,
         codec: codec_name(params.codec),
         warnings,
     })
@@ -581,7 +672,8 @@ fn ffmpeg_fallback(
     file: &Path,
     failure: SymphoniaFailure,
     keep_channels: bool,
-) -> Result<DecodedAudio> {
+    sink: &mut dyn PcmSink,
+) -> Result<DecodeInfo> {
     let Some(ffmpeg) = ffmpeg_binary() else {
         return Err(Error::input(
             display,
@@ -599,7 +691,7 @@ fn ffmpeg_fallback(
     } else {
         1
     };
-    let output = Command::new(&ffmpeg)
+    let mut child = Command::new(&ffmpeg)
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
         .arg(file)
         .args([
@@ -617,15 +709,64 @@ fn ffmpeg_fallback(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| Error::input(display, format!("cannot run {}: {e}", ffmpeg.display())))?;
-    if !output.status.success() || output.stdout.len() < 4 * channels {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string());
+    // stderr is drained on its own thread so a chatty ffmpeg never blocks on a full pipe.
+    let mut stderr_pipe = child.stderr.take();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(pipe) = stderr_pipe.as_mut() {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    });
+    // Read the PCM a block at a time: the file is never in memory whole.
+    let mut stdout = child.stdout.take();
+    let frame_bytes = 4 * channels;
+    let mut bytes = vec![0u8; 16_384 * frame_bytes];
+    let mut samples: Vec<f32> = Vec::with_capacity(bytes.len() / 4);
+    let mut frames_out = 0usize;
+    let mut stopped = false;
+    if let Some(pipe) = stdout.as_mut() {
+        let mut filled = 0usize;
+        loop {
+            let n = match pipe.read(&mut bytes[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            filled += n;
+            let whole = filled / frame_bytes * frame_bytes;
+            if whole == 0 {
+                continue;
+            }
+            samples.clear();
+            samples.extend(
+                bytes[..whole]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            frames_out += whole / frame_bytes;
+            bytes.copy_within(whole..filled, 0);
+            filled -= whole;
+            if !sink.block(&samples, channels, 16_000) {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    drop(stdout);
+    if stopped {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let stderr_text = stderr_reader.join().unwrap_or_default();
+    let detail = stderr_text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string());
+    let succeeded = status.map(|s| s.success()).unwrap_or(false);
+    if frames_out == 0 && !stopped {
         let reason = match (&failure, detail) {
             (SymphoniaFailure::UnknownFormat, _) => {
                 "not a recognised audio or video format".to_string()
@@ -638,21 +779,23 @@ fn ffmpeg_fallback(
         };
         return Err(Error::input(display, reason));
     }
-    let mut planar: Vec<Vec<f32>> =
-        vec![Vec::with_capacity(output.stdout.len() / 4 / channels); channels];
-    for (i, chunk) in output.stdout.chunks_exact(4).enumerate() {
-        planar[i % channels].push(f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+    let mut warnings = Vec::new();
+    if !succeeded && !stopped {
+        // Audio came out, then ffmpeg failed (a damaged tail): keep what decoded, say so.
+        warnings.push(format!(
+            "{}: ffmpeg stopped early{}; the audio after that point is missing",
+            display.display(),
+            detail.map(|d| format!(" ({d})")).unwrap_or_default()
+        ));
     }
     let codec = match failure {
         SymphoniaFailure::UnsupportedCodec(c) => format!("{c} (ffmpeg)"),
         _ => "ffmpeg".to_string(),
     };
-    Ok(DecodedAudio {
-        sample_rate: 16_000,
-        channels: planar,
+    Ok(DecodeInfo {
         source_channels: channels,
         codec,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

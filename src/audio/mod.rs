@@ -3,9 +3,11 @@
 
 pub mod decode;
 pub mod resample;
+pub mod stream;
 
 pub use decode::{decode_bytes, decode_path, DecodedAudio, InputSource};
 pub use resample::{downmix_to_mono, resample_to_16k};
+pub use stream::AudioStream;
 
 /// The sample rate whisper works at.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;

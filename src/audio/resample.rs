@@ -73,6 +73,9 @@ pub struct StreamResampler {
     inner: Option<Fft<f32>>,
     pending: Vec<f32>,
     delay_left: usize,
+    rate: u32,
+    frames_in: u64,
+    frames_out: u64,
 }
 
 impl StreamResampler {
@@ -86,6 +89,9 @@ impl StreamResampler {
                 inner: None,
                 pending: Vec::new(),
                 delay_left: 0,
+                rate,
+                frames_in: 0,
+                frames_out: 0,
             });
         }
         let fft = Fft::<f32>::new_custom(
@@ -103,11 +109,47 @@ impl StreamResampler {
             inner: Some(fft),
             pending: Vec::new(),
             delay_left,
+            rate,
+            frames_in: 0,
+            frames_out: 0,
         })
     }
 
     /// Adds input samples and appends whatever 16 kHz output is ready to `out`.
     pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+        self.frames_in += input.len() as u64;
+        let before = out.len();
+        let result = self.process_inner(input, out);
+        self.frames_out += (out.len() - before) as u64;
+        result
+    }
+
+    /// Ends the stream: pushes the samples still inside the filter out, so the output has
+    /// exactly `ceil(frames_in * 16000 / rate)` samples, as a whole-file resample would.
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), String> {
+        let expected =
+            (self.frames_in * u64::from(WHISPER_SAMPLE_RATE)).div_ceil(u64::from(self.rate));
+        if self.inner.is_some() {
+            let block = self.inner.as_ref().map_or(1024, |f| f.input_frames_next());
+            let silence = vec![0.0f32; block];
+            // Each block of silence moves the filter on by one block; a few suffice.
+            let mut guard = 0;
+            while self.frames_out < expected && guard < 64 {
+                let before = out.len();
+                self.process_inner(&silence, out)?;
+                self.frames_out += (out.len() - before) as u64;
+                guard += 1;
+            }
+        }
+        if self.frames_out > expected {
+            let extra = (self.frames_out - expected) as usize;
+            out.truncate(out.len().saturating_sub(extra));
+            self.frames_out = expected;
+        }
+        Ok(())
+    }
+
+    fn process_inner(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
         let Some(fft) = self.inner.as_mut() else {
             out.extend_from_slice(input);
             return Ok(());

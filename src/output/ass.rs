@@ -1,7 +1,7 @@
 //! Advanced SubStation Alpha (`.ass`): a script header for a 1920x1080 canvas, one readable
 //! default style and one `Dialogue` event per cue laid out by the subtitle engine.
 
-use super::{JsonMeta, OutputFormat};
+use super::{JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
 use crate::transcript::Transcript;
 
@@ -54,9 +54,14 @@ fn escape(text: &str) -> String {
 }
 
 impl OutputFormat for Ass {
-    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
+    fn begin(&self, _head: &Transcript, _meta: &JsonMeta) -> String {
+        HEADER.to_string()
+    }
+
+    fn chunk(&self, transcript: &Transcript, meta: &JsonMeta, state: &mut WriterState) -> String {
         let layout = subtitle::layout(transcript, &meta.subtitle_rules);
-        let mut out = String::from(HEADER);
+        state.items += layout.cues.len();
+        let mut out = String::new();
         for cue in &layout.cues {
             let text: Vec<String> = cue.lines.iter().map(|l| escape(l)).collect();
             out.push_str(&format!(

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::OutputFormat;
+use super::{OutputFormat, WriterState};
 use crate::transcript::{Segment, Transcript};
 
 /// The render context: what the JSON output writes next to the transcript, and the rules
@@ -47,16 +47,18 @@ struct Model<'a> {
 }
 
 #[derive(Serialize)]
-struct Document<'a> {
+struct Head<'a> {
     tool: Tool<'a>,
     model: Model<'a>,
     source: &'a str,
     options: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct Tail<'a> {
     language: &'a str,
     language_probability: Option<f64>,
     duration: f64,
-    text: String,
-    segments: Vec<JsonSegment<'a>>,
 }
 
 #[derive(Serialize)]
@@ -114,9 +116,12 @@ fn segment(id: usize, s: &Segment) -> JsonSegment<'_> {
     }
 }
 
+/// The JSON document is written as its parts become known, so a long recording streams: the
+/// header, then one segment per line, then language and duration, then `text` (all segments'
+/// text, kept aside while streaming) last.
 impl OutputFormat for JsonOutput {
-    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
-        let doc = Document {
+    fn begin(&self, _head: &Transcript, meta: &JsonMeta) -> String {
+        let head = Head {
             tool: Tool {
                 name: "verbatim",
                 version: &meta.tool_version,
@@ -129,20 +134,53 @@ impl OutputFormat for JsonOutput {
             },
             source: &meta.source,
             options: &meta.options,
-            language: &transcript.language,
-            language_probability: transcript.language_probability.map(score),
-            duration: ms(transcript.duration),
-            text: transcript.text(),
-            segments: transcript
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, s)| segment(i, s))
-                .collect(),
         };
-        let mut out =
-            serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-        out.push('\n');
+        let mut out = to_json(&head);
+        // Reopen the object to append the segments array.
+        out.pop();
+        out.push_str(",\n\"segments\": [");
         out
     }
+
+    fn chunk(&self, part: &Transcript, _meta: &JsonMeta, state: &mut WriterState) -> String {
+        let mut out = String::new();
+        for s in &part.segments {
+            out.push_str(if state.items == 0 { "\n  " } else { ",\n  " });
+            out.push_str(&to_json(&segment(state.items, s)));
+            state.items += 1;
+        }
+        out
+    }
+
+    fn end(&self, summary: &Transcript, _meta: &JsonMeta, _state: &WriterState) -> String {
+        let tail = Tail {
+            language: &summary.language,
+            language_probability: summary.language_probability.map(score),
+            duration: ms(summary.duration),
+        };
+        let tail = to_json(&tail);
+        // `],` + the tail's fields + the opening of "text".
+        format!("\n],\n{},\n\"text\": \"", &tail[1..tail.len() - 1])
+    }
+
+    fn aside(&self, part: &Transcript, state: &mut WriterState) -> String {
+        let mut out = String::new();
+        for s in &part.segments {
+            if state.aside_items > 0 {
+                out.push(' ');
+            }
+            let quoted = to_json(&s.text);
+            out.push_str(&quoted[1..quoted.len() - 1]);
+            state.aside_items += 1;
+        }
+        out
+    }
+
+    fn close(&self) -> String {
+        "\"}\n".to_string()
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

@@ -17,10 +17,41 @@ use crate::transcript::Transcript;
 
 pub use json::{JsonMeta, JsonOutput};
 
-/// Turns a transcript into the bytes of one file format.
+/// Turns a transcript into the bytes of one file format, either whole ([`Format::render`]) or
+/// piece by piece as windows of a long recording are finished (see [`crate::pipeline`]):
+/// `begin`, then `chunk` per window, then `end`, `aside` and `close`. Rendering whole is the
+/// same calls on one piece, so both ways give the same bytes.
 pub trait OutputFormat {
-    /// Renders the whole transcript.
-    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String;
+    /// What comes before the first segment. `head` carries the language (known after the
+    /// first window) and no segments.
+    fn begin(&self, _head: &Transcript, _meta: &JsonMeta) -> String {
+        String::new()
+    }
+    /// The segments of one finished window. `state` carries counters (cue numbers) across
+    /// windows and is saved in checkpoints.
+    fn chunk(&self, part: &Transcript, meta: &JsonMeta, state: &mut WriterState) -> String;
+    /// What follows the last segment; `summary` has the language and duration, no segments.
+    fn end(&self, _summary: &Transcript, _meta: &JsonMeta, _state: &WriterState) -> String {
+        String::new()
+    }
+    /// Text kept aside while streaming and written after `end` (JSON's `text` field, which
+    /// repeats every segment and so cannot be written before the segments are done).
+    fn aside(&self, _part: &Transcript, _state: &mut WriterState) -> String {
+        String::new()
+    }
+    /// What follows the aside text.
+    fn close(&self) -> String {
+        String::new()
+    }
+}
+
+/// Counters a writer keeps across the windows of one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WriterState {
+    /// Items (cues, segments) written so far.
+    pub items: usize,
+    /// Characters written to the aside text so far.
+    pub aside_items: usize,
 }
 
 /// The formats verbatim writes.
@@ -95,7 +126,18 @@ impl Format {
 
     /// Renders `transcript` in this format.
     pub fn render(self, transcript: &Transcript, meta: &JsonMeta) -> String {
-        self.writer().render(transcript, meta)
+        let writer = self.writer();
+        let mut state = WriterState::default();
+        let summary = Transcript {
+            segments: Vec::new(),
+            ..transcript.clone()
+        };
+        let mut out = writer.begin(&summary, meta);
+        out.push_str(&writer.chunk(transcript, meta, &mut state));
+        out.push_str(&writer.end(&summary, meta, &state));
+        out.push_str(&writer.aside(transcript, &mut state));
+        out.push_str(&writer.close());
+        out
     }
 }
 

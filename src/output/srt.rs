@@ -1,7 +1,7 @@
 //! SubRip (`.srt`): numbered cues with `HH:MM:SS,mmm` times, laid out by the subtitle
 //! engine ([`crate::subtitle::layout`]) under the context's rules.
 
-use super::{clock, JsonMeta, OutputFormat};
+use super::{clock, JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
 use crate::transcript::Transcript;
 
@@ -9,10 +9,13 @@ use crate::transcript::Transcript;
 pub struct Srt;
 
 impl OutputFormat for Srt {
-    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
+    fn chunk(&self, transcript: &Transcript, meta: &JsonMeta, state: &mut WriterState) -> String {
         let layout = subtitle::layout(transcript, &meta.subtitle_rules);
         let mut out = String::new();
+        let first = state.items;
+        state.items += layout.cues.len();
         for (i, cue) in layout.cues.iter().enumerate() {
+            let i = first + i;
             let mut lines = cue.lines.clone();
             if let (Some(label), Some(first)) = (&cue.speaker, lines.first_mut()) {
                 *first = format!("[{label}] {first}");

@@ -1,7 +1,7 @@
 //! WebVTT (`.vtt`): a `WEBVTT` header and cues with `HH:MM:SS.mmm` times, laid out by the
 //! subtitle engine; split channels become voice spans (`<v ch1>`).
 
-use super::{clock, JsonMeta, OutputFormat};
+use super::{clock, JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
 use crate::transcript::Transcript;
 
@@ -17,9 +17,14 @@ fn escape(text: &str) -> String {
 }
 
 impl OutputFormat for Vtt {
-    fn render(&self, transcript: &Transcript, meta: &JsonMeta) -> String {
+    fn begin(&self, _head: &Transcript, _meta: &JsonMeta) -> String {
+        "WEBVTT\n\n".to_string()
+    }
+
+    fn chunk(&self, transcript: &Transcript, meta: &JsonMeta, state: &mut WriterState) -> String {
         let layout = subtitle::layout(transcript, &meta.subtitle_rules);
-        let mut out = String::from("WEBVTT\n\n");
+        state.items += layout.cues.len();
+        let mut out = String::new();
         for cue in &layout.cues {
             let mut lines: Vec<String> = cue.lines.iter().map(|l| escape(l)).collect();
             if let (Some(label), Some(first)) = (&cue.speaker, lines.first_mut()) {

@@ -1,0 +1,300 @@
+//! Decoding a file as a stream of 16 kHz mono chunks, on a background thread, so that a
+//! recording of any length is never in memory whole.
+//!
+//! The decoder thread runs the same decoders as [`super::decode_path`] (hound, symphonia,
+//! ffmpeg through a pipe), downmixes and resamples each block as it comes, and hands chunks
+//! over a bounded channel: when the consumer (whisper) is slower than the decoder, the decoder
+//! waits, and memory stays at a few chunks.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::decode::{stream_path, DecodeInfo, PcmSink};
+use super::resample::StreamResampler;
+use super::WHISPER_SAMPLE_RATE;
+use crate::{Error, Result};
+
+/// Samples per chunk handed to the consumer (one second).
+const CHUNK: usize = WHISPER_SAMPLE_RATE as usize;
+/// Chunks the decoder may run ahead of the consumer.
+const AHEAD: usize = 8;
+
+enum Message {
+    Chunk(Vec<f32>),
+    Done(Result<DecodeInfo>),
+}
+
+/// A file being decoded to 16 kHz mono; read it with [`AudioStream::next_chunk`].
+pub struct AudioStream {
+    path: PathBuf,
+    rx: Receiver<Message>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    first: Option<Vec<f32>>,
+    info: Option<DecodeInfo>,
+    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    /// Duration in seconds read from the container's header, when it says.
+    pub duration_hint: Option<f64>,
+}
+
+impl AudioStream {
+    /// Starts decoding `path`. Errors found before any audio (missing file, not audio,
+    /// unsupported codec without ffmpeg) are returned here, with the same one-line messages
+    /// as [`super::decode_path`].
+    pub fn open(path: &Path) -> Result<AudioStream> {
+        let (tx, rx) = sync_channel(AHEAD);
+        let stop = Arc::new(AtomicBool::new(false));
+        let non_finite = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let thread = {
+            let (owned, stop, non_finite) = (path.to_path_buf(), stop.clone(), non_finite.clone());
+            std::thread::Builder::new()
+                .name("verbatim-decode".into())
+                .spawn(move || decode_thread(&owned, tx, stop, non_finite))
+                .map_err(|e| Error::input(path, format!("cannot start the decoder: {e}")))?
+        };
+        let mut stream = AudioStream {
+            path: path.to_path_buf(),
+            rx,
+            stop,
+            thread: Some(thread),
+            first: None,
+            info: None,
+            non_finite,
+            duration_hint: probe_duration(path),
+        };
+        // Wait for the first chunk so that "not an audio file" fails here, not mid-run.
+        match stream.recv()? {
+            Some(chunk) => stream.first = Some(chunk),
+            None => {
+                return Err(Error::input(path, "contains no audio samples"));
+            }
+        }
+        Ok(stream)
+    }
+
+    fn recv(&mut self) -> Result<Option<Vec<f32>>> {
+        if self.info.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Message::Chunk(c)) => Ok(Some(c)),
+            Ok(Message::Done(Ok(info))) => {
+                self.info = Some(info);
+                Ok(None)
+            }
+            Ok(Message::Done(Err(e))) => {
+                self.info = Some(DecodeInfo::default());
+                Err(e)
+            }
+            Err(_) => {
+                self.info = Some(DecodeInfo::default());
+                Err(Error::input(&self.path, "the decoder stopped unexpectedly"))
+            }
+        }
+    }
+
+    /// The next chunk of 16 kHz mono samples (about one second), or `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<f32>>> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        self.recv()
+    }
+
+    /// Warnings about the decode (skipped packets, replaced NaN samples); complete once
+    /// [`AudioStream::next_chunk`] has returned `None`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self
+            .info
+            .as_ref()
+            .map(|i| i.warnings.clone())
+            .unwrap_or_default();
+        let n = self.non_finite.load(Ordering::SeqCst);
+        if n > 0 {
+            out.push(format!(
+                "{}: replaced {n} NaN or infinite samples with silence",
+                self.path.display()
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for AudioStream {
+    fn drop(&mut self) {
+        // The decoder checks `stop` at every block; receiving unblocks it if it waits on a
+        // full channel. It drops its sender when it ends, which ends this loop.
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            loop {
+                match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                    Ok(_) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if thread.is_finished() => {
+                        break
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            }
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Downmixes, cleans and resamples blocks, and sends whole chunks to the consumer.
+struct MonoSink {
+    tx: SyncSender<Message>,
+    stop: Arc<AtomicBool>,
+    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    resampler: Option<StreamResampler>,
+    format: Option<(usize, u32)>,
+    mono: Vec<f32>,
+    out: Vec<f32>,
+    error: Option<String>,
+}
+
+impl MonoSink {
+    fn send_full_chunks(&mut self) -> bool {
+        while self.out.len() >= CHUNK {
+            let rest = self.out.split_off(CHUNK);
+            let chunk = std::mem::replace(&mut self.out, rest);
+            if self.tx.send(Message::Chunk(chunk)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl PcmSink for MonoSink {
+    fn block(&mut self, interleaved: &[f32], channels: usize, rate: u32) -> bool {
+        if self.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.format {
+            None => {
+                match StreamResampler::new(rate) {
+                    Ok(r) => self.resampler = Some(r),
+                    Err(e) => {
+                        self.error = Some(format!("cannot resample audio: {e}"));
+                        return false;
+                    }
+                }
+                self.format = Some((channels, rate));
+            }
+            Some(f) if f != (channels, rate) => {
+                self.error = Some("channel count or sample rate changes mid-stream".into());
+                return false;
+            }
+            Some(_) => {}
+        }
+        if channels == 0 {
+            self.error = Some("audio has zero channels".into());
+            return false;
+        }
+        self.mono.clear();
+        let scale = 1.0 / channels as f32;
+        let mut bad = 0usize;
+        for frame in interleaved.chunks_exact(channels) {
+            let mut sum = 0.0f32;
+            for &s in frame {
+                if s.is_finite() {
+                    sum += s;
+                } else {
+                    bad += 1;
+                }
+            }
+            self.mono.push(sum * scale);
+        }
+        if bad > 0 {
+            self.non_finite.fetch_add(bad, Ordering::SeqCst);
+        }
+        if let Some(r) = self.resampler.as_mut() {
+            if let Err(e) = r.process(&self.mono, &mut self.out) {
+                self.error = Some(format!("cannot resample audio: {e}"));
+                return false;
+            }
+        }
+        self.send_full_chunks()
+    }
+}
+
+fn decode_thread(
+    path: &Path,
+    tx: SyncSender<Message>,
+    stop: Arc<AtomicBool>,
+    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut sink = MonoSink {
+        tx: tx.clone(),
+        stop,
+        non_finite,
+        resampler: None,
+        format: None,
+        mono: Vec::new(),
+        out: Vec::new(),
+        error: None,
+    };
+    let result = stream_path(path, false, &mut sink);
+    let result = match (result, sink.error.take()) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(reason)) => Err(Error::input(path, reason)),
+        (Ok(info), None) => {
+            if let Some(r) = sink.resampler.as_mut() {
+                let mut tail = std::mem::take(&mut sink.out);
+                if let Err(e) = r.finish(&mut tail) {
+                    let _ = tx.send(Message::Done(Err(Error::input(
+                        path,
+                        format!("cannot resample audio: {e}"),
+                    ))));
+                    return;
+                }
+                sink.out = tail;
+            }
+            if !sink.send_full_chunks() {
+                return;
+            }
+            if !sink.out.is_empty()
+                && tx
+                    .send(Message::Chunk(std::mem::take(&mut sink.out)))
+                    .is_err()
+            {
+                return;
+            }
+            Ok(info)
+        }
+    };
+    let _ = tx.send(Message::Done(result));
+}
+
+/// The duration the container's header declares, without decoding (for progress and ETA).
+pub fn probe_duration(path: &Path) -> Option<f64> {
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+    let file = std::fs::File::open(path).ok()?;
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    // A malformed header may panic symphonia; a missing estimate is harmless.
+    let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        symphonia::default::get_probe()
+            .format(
+                &hint,
+                MediaSourceStream::new(Box::new(file), Default::default()),
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .ok()
+    }))
+    .ok()??;
+    let track = probed.format.default_track()?;
+    let frames = track.codec_params.n_frames?;
+    let rate = track.codec_params.sample_rate?;
+    (rate > 0).then(|| frames as f64 / f64::from(rate))
+}
