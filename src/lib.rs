@@ -11,6 +11,7 @@ pub mod error;
 pub mod listen;
 pub mod models;
 pub mod output;
+pub mod pipeline;
 pub mod subtitle;
 pub mod transcript;
 

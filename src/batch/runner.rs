@@ -9,10 +9,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Job, NamingOptions};
-use crate::audio::{self, InputSource};
 use crate::engine::{Engine, Hooks, TranscribeOptions};
-use crate::output::{self, JsonMeta};
-use crate::{Error, Transcript};
+use crate::output::JsonMeta;
+use crate::Error;
 
 /// What a batch run does besides transcribing.
 #[derive(Debug, Clone)]
@@ -25,6 +24,8 @@ pub struct BatchOptions {
     pub naming: NamingOptions,
     /// Redo files whose outputs exist.
     pub overwrite: bool,
+    /// Window length for long recordings (see [`crate::pipeline::PipelineOptions`]).
+    pub window_seconds: f64,
     /// Context for the writers (tool, model, options); `source` is filled per file.
     pub meta: JsonMeta,
 }
@@ -181,50 +182,66 @@ fn transcribe_and_write(
     record: &mut Record,
 ) -> crate::Result<Vec<PathBuf>> {
     let path = &job.source.path;
-    let prepared = audio::load(&InputSource::Path(path.clone()), false)?;
-    record.audio_duration = Some(prepared.duration());
-    if cancel.load(Ordering::SeqCst) {
-        return Err(Error::Cancelled);
+    // The language suffix must be known before the outputs are opened: given, or English
+    // for English-only models; otherwise detect it on the first 30 s.
+    let language = match (&options.naming.lang_suffix, &options.naming.known_language) {
+        (false, _) => None,
+        (true, Some(lang)) => Some(lang.clone()),
+        (true, None) => Some(detect_language(engine, path, &options.transcribe)?),
+    };
+    let outputs = crate::pipeline::Outputs {
+        files: options
+            .naming
+            .formats
+            .iter()
+            .map(|&f| (f, job.output_path(f, language.as_deref())))
+            .collect(),
+        meta: {
+            let mut meta = options.meta.clone();
+            meta.source = path.display().to_string();
+            meta
+        },
+        keep_words: true,
+    };
+    let mut transcribe = options.transcribe.clone();
+    if let Some(lang) = &language {
+        transcribe.language = Some(lang.clone());
     }
+    let pipeline_options = crate::pipeline::PipelineOptions {
+        transcribe,
+        window_seconds: options.window_seconds,
+        resume: true,
+    };
     let mut on_progress = |fraction: f32| observer.progress(worker, fraction);
     let mut hooks = Hooks {
         on_segment: None,
         on_progress: Some(&mut on_progress),
         cancel: Some(cancel),
     };
-    let stream = prepared.streams.first().map(Vec::as_slice).unwrap_or(&[]);
-    let transcript: Transcript =
-        engine.transcribe(path, stream, None, &options.transcribe, &mut hooks)?;
-    let language = (!transcript.language.is_empty()).then(|| transcript.language.clone());
-    record.language = language.clone();
-
-    let mut meta = options.meta.clone();
-    meta.source = path.display().to_string();
-    let suffix = if options.naming.lang_suffix {
-        Some(language.as_deref().unwrap_or("und"))
-    } else {
-        None
-    };
-    let formats = &options.naming.formats;
-    if formats.iter().any(|f| f.is_subtitle()) {
-        let layout = crate::subtitle::layout(&transcript, &options.meta.subtitle_rules);
-        record.rule_violations = Some(layout.violations.len());
+    let summary =
+        crate::pipeline::transcribe_file(engine, path, &outputs, &pipeline_options, &mut hooks)?;
+    record.audio_duration = Some(summary.duration);
+    record.language = (!summary.language.is_empty()).then(|| summary.language.clone());
+    if options.naming.formats.iter().any(|f| f.is_subtitle()) {
+        record.rule_violations = Some(summary.rule_violations);
     }
-    let mut written = Vec::with_capacity(formats.len());
-    for &format in formats {
-        let out = job.output_path(format, suffix);
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Output {
-                path: out.clone(),
-                reason: format!("cannot create the folder: {e}"),
-            })?;
-        }
-        let text = format.render(&transcript, &meta);
-        output::write_atomic(&out, text.as_bytes()).map_err(|e| Error::Output {
-            path: out.clone(),
-            reason: e.to_string(),
-        })?;
-        written.push(out);
-    }
+    let written = outputs.files.into_iter().map(|(_, p)| p).collect();
     Ok(written)
+}
+
+/// The language of the first 30 s of speech, for `--lang-suffix` names on multilingual models.
+fn detect_language(
+    engine: &Engine,
+    path: &std::path::Path,
+    opts: &TranscribeOptions,
+) -> crate::Result<String> {
+    let mut stream = crate::audio::AudioStream::open(path)?;
+    let mut head: Vec<f32> = Vec::new();
+    while head.len() < 30 * crate::audio::WHISPER_SAMPLE_RATE as usize {
+        match stream.next_chunk()? {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    engine.detect_language(path, &head, opts)
 }

@@ -152,6 +152,16 @@ pub struct SubtitleArgs {
     #[arg(long, help_heading = "Decoding")]
     no_vad: bool,
 
+    /// Length of the windows long recordings are cut into, at pauses, in seconds (memory
+    /// holds one window; a checkpoint after each lets an interrupted file resume).
+    #[arg(
+        long,
+        default_value_t = 300.0,
+        value_name = "SECONDS",
+        help_heading = "Performance"
+    )]
+    window: f64,
+
     /// Silero VAD model, a registry name or a ggml file.
     #[arg(
         long,
@@ -391,6 +401,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
         transcribe,
         naming,
         overwrite: args.overwrite,
+        window_seconds: args.window,
         meta,
     };
 

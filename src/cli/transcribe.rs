@@ -152,6 +152,21 @@ pub struct TranscribeArgs {
     #[arg(long, help_heading = "Input")]
     split_channels: bool,
 
+    /// Ignore a checkpoint left by an interrupted run of the same command and start over
+    /// (by default such a run resumes where it stopped).
+    #[arg(long, help_heading = "Long recordings")]
+    restart: bool,
+
+    /// Length of the windows a recording is cut into, at pauses, in seconds: memory holds
+    /// one window, and a checkpoint is written after each.
+    #[arg(
+        long,
+        default_value_t = 300.0,
+        value_name = "SECONDS",
+        help_heading = "Long recordings"
+    )]
+    window: f64,
+
     /// Output files to write, comma separated: txt, srt, vtt, ass, json, tsv, lrc.
     #[arg(short, long, value_delimiter = ',', value_name = "FORMATS", value_parser = parse_format, help_heading = "Output")]
     format: Vec<Format>,
@@ -430,6 +445,19 @@ fn transcribe_one(
     show_progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), Error> {
+    if input.as_os_str() != "-" && !args.split_channels {
+        return transcribe_streamed(
+            input,
+            engine,
+            options,
+            args,
+            formats,
+            subtitle_rules,
+            with_times,
+            show_progress,
+            cancel,
+        );
+    }
     let source = if input.as_os_str() == "-" {
         let mut data = Vec::new();
         std::io::stdin()
@@ -451,26 +479,7 @@ fn transcribe_one(
         }
     }
 
-    let bar = if show_progress {
-        let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(
-            display
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "-".into()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = progress_bar(show_progress, &display);
 
     let n_streams = prepared.streams.len();
     let split = n_streams > 1;
@@ -555,6 +564,116 @@ fn transcribe_one(
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, display: &Path) -> Option<ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(
+        display
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "-".into()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// A file through the streaming pipeline: bounded memory, outputs growing as
+/// `NAME.EXT.partial` while it runs, resumable from its checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn transcribe_streamed(
+    input: &Path,
+    engine: &Engine,
+    options: &TranscribeOptions,
+    args: &TranscribeArgs,
+    formats: &[Format],
+    subtitle_rules: &verbatim::subtitle::Rules,
+    with_times: bool,
+    show_progress: bool,
+    cancel: &AtomicBool,
+) -> Result<(), Error> {
+    let bar = progress_bar(show_progress, input);
+    let outputs = verbatim::pipeline::Outputs {
+        files: formats
+            .iter()
+            .map(|f| {
+                (
+                    *f,
+                    output::output_path(input, args.output_dir.as_deref(), *f),
+                )
+            })
+            .collect(),
+        meta: JsonMeta {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            whisper_cpp_version: engine::whisper_cpp_version().to_string(),
+            model: engine.model_info().path.display().to_string(),
+            model_type: engine.model_info().kind.clone(),
+            multilingual: engine.model_info().multilingual,
+            source: input.display().to_string(),
+            options: serde_json::to_value(options).unwrap_or_default(),
+            subtitle_rules: subtitle_rules.clone(),
+        },
+        keep_words: args.word_timestamps,
+    };
+    let pipeline_options = verbatim::pipeline::PipelineOptions {
+        transcribe: options.clone(),
+        window_seconds: args.window,
+        resume: !args.restart,
+    };
+    let mut on_segment = |seg: &Segment| match &bar {
+        Some(b) => b.suspend(|| print_segment(seg, with_times)),
+        None => print_segment(seg, with_times),
+    };
+    let mut on_progress = |fraction: f32| {
+        if let Some(b) = &bar {
+            b.set_position((fraction * 1000.0) as u64);
+        }
+    };
+    let mut hooks = Hooks {
+        on_segment: Some(&mut on_segment),
+        on_progress: Some(&mut on_progress),
+        cancel: Some(cancel),
+    };
+    if !args.quiet && !args.restart {
+        if let Some(ckpt) = verbatim::pipeline::checkpoint_path(&outputs)
+            .and_then(|p| verbatim::pipeline::Checkpoint::load(&p))
+        {
+            print_warning(format!(
+                "{}: resuming after {} (checkpoint found; --restart starts over)",
+                input.display(),
+                timestamp(ckpt.samples_done as f64 / 16_000.0)
+            ));
+        }
+    }
+    let result =
+        verbatim::pipeline::transcribe_file(engine, input, &outputs, &pipeline_options, &mut hooks);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = result?;
+    if !args.quiet {
+        for w in &summary.warnings {
+            print_warning(w);
+        }
+        if summary.rule_violations > 0 {
+            print_warning(format!(
+                "{}: {} subtitle rule violation(s) the speech made unavoidable (verbatim subtitle --check lists them)",
+                input.display(),
+                summary.rule_violations
+            ));
         }
     }
     Ok(())

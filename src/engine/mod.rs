@@ -369,15 +369,10 @@ impl Engine {
             match opts.language.as_deref() {
                 Some(code) if code != "auto" => code.to_string(),
                 _ => {
-                    let first = &samples[..samples.len().min(30 * SAMPLES_PER_SECOND)];
-                    state
-                        .pcm_to_mel(first, opts.threads.max(1))
+                    let (code, p) = detect_on(&mut state, samples, opts.threads)
                         .map_err(|e| engine_err(format!("language detection failed: {e}")))?;
-                    let (id, probs) = state
-                        .lang_detect(0, opts.threads.max(1))
-                        .map_err(|e| engine_err(format!("language detection failed: {e}")))?;
-                    transcript.language_probability = probs.get(id as usize).copied();
-                    whisper_rs::get_lang_str(id).unwrap_or("en").to_string()
+                    transcript.language_probability = p;
+                    code
                 }
             }
         };
@@ -473,6 +468,59 @@ impl Engine {
         }
         hooks.on_segment = collector.on_segment.take();
         Ok(transcript)
+    }
+}
+
+/// Whisper's language guess on the first 30 s of `samples`, with its probability.
+fn detect_on(
+    state: &mut WhisperState,
+    samples: &[f32],
+    threads: usize,
+) -> std::result::Result<(String, Option<f32>), WhisperError> {
+    let first = &samples[..samples.len().min(30 * SAMPLES_PER_SECOND)];
+    state.pcm_to_mel(first, threads.max(1))?;
+    let (id, probs) = state.lang_detect(0, threads.max(1))?;
+    let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+    Ok((code, probs.get(id as usize).copied()))
+}
+
+impl Engine {
+    /// The language spoken in `audio` (16 kHz mono; its first 30 s of speech are used): the
+    /// given language when `opts` names one, `en` for English-only models.
+    pub fn detect_language(
+        &self,
+        source: &Path,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Result<String> {
+        if !self.info.multilingual {
+            return Ok("en".into());
+        }
+        if let Some(code) = opts.language.as_deref().filter(|c| *c != "auto") {
+            return Ok(code.to_string());
+        }
+        let spans = if opts.vad && self.vad.is_some() {
+            self.detect_speech(audio, &opts.vad_options)?
+        } else {
+            vec![Span {
+                start: 0,
+                end: audio.len(),
+            }]
+        };
+        let (speech, _) = TimeMap::pack(audio, &spans);
+        if speech.len() < SAMPLES_PER_SECOND / 2 {
+            return Ok(opts.language.clone().unwrap_or_else(|| "en".into()));
+        }
+        let mut state = self.ctx.create_state().map_err(|e| Error::Engine {
+            path: source.to_path_buf(),
+            reason: format!("cannot create whisper state: {e}"),
+        })?;
+        detect_on(&mut state, &speech, opts.threads)
+            .map(|(code, _)| code)
+            .map_err(|e| Error::Engine {
+                path: source.to_path_buf(),
+                reason: format!("language detection failed: {e}"),
+            })
     }
 }
 

@@ -149,6 +149,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
     }
     spans.reverse();
 
+    let media_end = ms(transcript.duration);
     let mut cues: Vec<Cue> = Vec::with_capacity(spans.len());
     let mut prev_end: Option<i64> = None;
     for &(i, j) in &spans {
@@ -161,6 +162,12 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             .max(start + r.min_duration)
             .max(start + (text_chars * 1000.0 / rules.max_cps).ceil() as i64);
         let mut end = need.min(cue_limit(&tokens, &r, start, j));
+        if j == n && media_end > tokens[j - 1].end {
+            // The last cue never outlasts the audio: at the end of a file, or at the cut
+            // between two windows of a long recording, where the next window's first cue
+            // must still find `min_gap` free.
+            end = end.min((media_end - r.min_gap).max(tokens[j - 1].end));
+        }
         if end <= start {
             end = start + 1;
         }
