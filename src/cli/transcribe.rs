@@ -417,7 +417,24 @@ pub fn run(args: TranscribeArgs) -> i32 {
         ) {
             Ok(()) => ok += 1,
             Err(Error::Cancelled) => {
-                print_error("interrupted; no output files were written for the current input");
+                let resumable = formats.first().is_some_and(|f| {
+                    let out = output::output_path(input, args.output_dir.as_deref(), *f);
+                    verbatim::pipeline::checkpoint_path(&verbatim::pipeline::Outputs {
+                        files: vec![(*f, out)],
+                        meta: JsonMeta::default(),
+                        keep_words: false,
+                    })
+                    .is_some_and(|p| p.is_file())
+                });
+                if resumable {
+                    print_error(
+                        "interrupted; the finished part is saved: run the same command again to resume",
+                    );
+                } else {
+                    print_error(
+                        "interrupted; no output files were written for the current input",
+                    );
+                }
                 return exit_code::INTERRUPTED;
             }
             Err(e) => {
@@ -665,6 +682,14 @@ fn transcribe_streamed(
     }
     let summary = result?;
     if !args.quiet {
+        if let Some(at) = summary.resumed_from {
+            eprintln!(
+                "verbatim: {}: resumed at {}; {} window(s) transcribed in this run",
+                input.display(),
+                timestamp(at),
+                summary.windows
+            );
+        }
         for w in &summary.warnings {
             print_warning(w);
         }

@@ -127,6 +127,28 @@ pub fn transcribe_file(
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
+    let result = run(engine, path, outputs, options, hooks);
+    if result.is_err() {
+        // With a checkpoint, the partial files are the work a rerun resumes from; without
+        // one (stopped inside the first window) they hold nothing worth keeping.
+        let resumable = checkpoint_path(outputs).is_some_and(|p| p.is_file());
+        if !resumable {
+            for (_, final_path) in &outputs.files {
+                let _ = std::fs::remove_file(partial_path(final_path, ".partial"));
+                let _ = std::fs::remove_file(partial_path(final_path, ".aside.partial"));
+            }
+        }
+    }
+    result
+}
+
+fn run(
+    engine: &Engine,
+    path: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+    hooks: &mut Hooks<'_>,
+) -> Result<Summary> {
     let mut stream = AudioStream::open(path)?;
     let opts = &options.transcribe;
     let window_len = ((options.window_seconds.max(30.0)) * SR as f64) as usize;
