@@ -11,6 +11,7 @@ pub mod error;
 pub mod listen;
 pub mod models;
 pub mod output;
+pub mod server;
 pub mod subtitle;
 pub mod transcript;
 
