@@ -30,7 +30,9 @@ Environment:
   VERBATIM_REGISTRY    file of extra or replacement registry rows (name, checksum, file...)
   VERBATIM_OFFLINE     1 = never download; fail with instructions when a model is missing
   HF_TOKEN             Hugging Face token, sent only to huggingface.co
-  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)";
+  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)
+  VERBATIM_API_KEY     API key `verbatim serve` requires when --api-key is not given
+  NO_COLOR             set (not empty): no colours unless --color always";
 
 /// Fast, accurate speech to text on Whisper.
 #[derive(Debug, Parser)]
