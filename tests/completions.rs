@@ -18,7 +18,10 @@ fn completions_for_every_shell_name_the_subcommands() {
         }
         // Flags of subcommands too.
         assert!(script.contains("max-upload-mb"), "{shell}: no serve flags");
-        assert!(script.contains("word-timestamps"), "{shell}: no transcribe flags");
+        assert!(
+            script.contains("word-timestamps"),
+            "{shell}: no transcribe flags"
+        );
     }
     let out = run(verbatim().args(["completions", "tcsh"]));
     assert_eq!(out.status.code(), Some(2), "unknown shell is a usage error");
@@ -29,7 +32,11 @@ fn man_page_is_roff_and_matches_help() {
     let out = run(verbatim().arg("man"));
     assert!(out.status.success());
     let page = stdout(&out);
-    assert!(page.contains(".TH verbatim 1"), "no .TH: {}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains(".TH verbatim 1"),
+        "no .TH: {}",
+        &page[..page.len().min(300)]
+    );
     assert!(page.contains(".SH NAME") && page.contains(".SH SYNOPSIS"));
     for sub in SUBCOMMANDS {
         assert!(page.contains(sub), "man page lacks `{sub}`");
@@ -42,7 +49,12 @@ fn man_page_is_roff_and_matches_help() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(verbatim().arg("man").arg("--dir").arg(dir.path()));
     assert!(out.status.success());
-    for name in ["verbatim.1", "verbatim-transcribe.1", "verbatim-serve.1", "verbatim-models.1"] {
+    for name in [
+        "verbatim.1",
+        "verbatim-transcribe.1",
+        "verbatim-serve.1",
+        "verbatim-models.1",
+    ] {
         let p = dir.path().join(name);
         let text = std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("no {name}"));
         assert!(text.contains(".TH"), "{name}");
@@ -59,7 +71,10 @@ fn color_flag_and_no_color() {
     assert!(stderr(&out).contains("always"));
     // Forced colours colour clap's errors even into a pipe; never and NO_COLOR do not.
     let out = run(verbatim().args(["--color", "always", "transcribe"]));
-    assert!(stderr(&out).contains("\x1b["), "no colour with --color always");
+    assert!(
+        stderr(&out).contains("\x1b["),
+        "no colour with --color always"
+    );
     let out = run(verbatim().args(["--color=never", "transcribe"]));
     assert!(!stderr(&out).contains("\x1b["));
     let out = run(verbatim().env("NO_COLOR", "1").args(["transcribe"]));

@@ -63,7 +63,10 @@ impl Server {
                     break;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "/health never answered");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "/health never answered"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -260,12 +263,7 @@ fn multipart_headers(key: Option<&str>) -> String {
 }
 
 /// POSTs `file` to /v1/audio/transcriptions.
-fn transcribe(
-    addr: SocketAddr,
-    file: &Path,
-    fields: &[(&str, &str)],
-    key: Option<&str>,
-) -> Reply {
+fn transcribe(addr: SocketAddr, file: &Path, fields: &[(&str, &str)], key: Option<&str>) -> Reply {
     let data = std::fs::read(file).unwrap();
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     let body = multipart(Some((&name, &data)), fields);
@@ -312,7 +310,11 @@ fn ci() -> bool {
 fn openai_python_client_gets_every_format() {
     let server = Server::start(&["--api-key", "test-key-123"]);
     let not_audio = tempfile::NamedTempFile::with_suffix(".mp3").unwrap();
-    std::fs::write(not_audio.path(), "this is not audio, just text\n".repeat(50)).unwrap();
+    std::fs::write(
+        not_audio.path(),
+        "this is not audio, just text\n".repeat(50),
+    )
+    .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server/openai_client.py");
     let out = Command::new("python3")
         .arg(&script)
@@ -327,7 +329,9 @@ fn openai_python_client_gets_every_format() {
     eprintln!("--- client stderr ---\n{stderr}");
     if out.status.code() == Some(77) {
         if ci() {
-            panic!("the `openai` Python package is missing under CI (.ci/run installs it): {stderr}");
+            panic!(
+                "the `openai` Python package is missing under CI (.ci/run installs it): {stderr}"
+            );
         }
         eprintln!("SKIPPED: the `openai` Python package is not installed (python3 -m pip install openai); the OpenAI client test did not run");
         return;
@@ -381,8 +385,16 @@ fn openai_python_client_gets_every_format() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert!(wer(&jfk, &cue_text(srt)) < 0.1, "srt text: {}", cue_text(srt));
-    assert!(wer(&jfk, &cue_text(vtt)) < 0.1, "vtt text: {}", cue_text(vtt));
+    assert!(
+        wer(&jfk, &cue_text(srt)) < 0.1,
+        "srt text: {}",
+        cue_text(srt)
+    );
+    assert!(
+        wer(&jfk, &cue_text(vtt)) < 0.1,
+        "vtt text: {}",
+        cue_text(vtt)
+    );
 
     assert_eq!(v["models"], serde_json::json!(["tiny.en"]));
     assert_eq!(v["bad_upload"]["status"], 400);
@@ -422,7 +434,12 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
     assert_eq!(r.status, 401);
     let r = transcribe(addr, &short, &[("model", "whisper-1")], Some(key));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(wer(&reference("1688-142285-0002.flac"), r.json()["text"].as_str().unwrap()) < 0.25);
+    assert!(
+        wer(
+            &reference("1688-142285-0002.flac"),
+            r.json()["text"].as_str().unwrap()
+        ) < 0.25
+    );
 
     // A declared body over the limit is refused before it is sent (Expect: 100-continue).
     let long = std::fs::read(audio("long_ls_2609_3080_concat.flac")).unwrap();
@@ -474,7 +491,10 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
     let cases: Vec<(&str, Reply, u16, Option<&str>)> = vec![
         (
             "text file",
-            post(multipart(Some(("notes.wav", b"hello, not audio at all")), &[])),
+            post(multipart(
+                Some(("notes.wav", b"hello, not audio at all")),
+                &[],
+            )),
             400,
             Some("file"),
         ),
@@ -542,7 +562,12 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
             400,
             None,
         ),
-        ("unknown route", server.get("/v1/nothing", Some(key)), 404, None),
+        (
+            "unknown route",
+            server.get("/v1/nothing", Some(key)),
+            404,
+            None,
+        ),
     ];
     for (what, reply, status, param) in cases {
         assert_eq!(reply.status, status, "{what}: {}", reply.text());

@@ -52,8 +52,8 @@ pub fn run_man(args: ManArgs) -> i32 {
     let cmd = super::Cli::command();
     match args.dir {
         Some(dir) => {
-            if let Err(e) = std::fs::create_dir_all(&dir)
-                .and_then(|()| clap_mangen::generate_to(cmd, &dir))
+            if let Err(e) =
+                std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(cmd, &dir))
             {
                 print_error(format!("{}: cannot write man pages: {e}", dir.display()));
                 return exit_code::FAILURE;

@@ -88,7 +88,12 @@ pub struct ServeArgs {
     threads: Option<usize>,
 
     /// Beam size; 1 decodes greedily (faster, less accurate).
-    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Scheduling")]
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "N",
+        help_heading = "Scheduling"
+    )]
     beam_size: usize,
 
     /// Largest accepted upload in megabytes (10^6 bytes); larger ones get 413.
@@ -147,7 +152,11 @@ pub fn run(args: ServeArgs) -> i32 {
             return exit_code::USAGE;
         }
     };
-    let host = args.host.trim().trim_start_matches('[').trim_end_matches(']');
+    let host = args
+        .host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let ip: std::net::IpAddr = match host {
         "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
         h => match h.parse() {
@@ -282,7 +291,10 @@ mod tests {
 
     #[test]
     fn model_ids() {
-        assert_eq!(model_id("tiny.en", Path::new("/x/ggml-tiny.en.bin")), "tiny.en");
+        assert_eq!(
+            model_id("tiny.en", Path::new("/x/ggml-tiny.en.bin")),
+            "tiny.en"
+        );
         assert_eq!(
             model_id("/m/ggml-tiny.en.bin", Path::new("/m/ggml-tiny.en.bin")),
             "tiny.en"

@@ -255,9 +255,7 @@ impl Engine {
             return Vec::new();
         }
         // No text token is shorter than one byte, so the byte length bounds the token count.
-        self.ctx
-            .tokenize(text, text.len() + 16)
-            .unwrap_or_default()
+        self.ctx.tokenize(text, text.len() + 16).unwrap_or_default()
     }
 
     /// True when a VAD model is loaded.

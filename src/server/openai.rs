@@ -152,10 +152,9 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -255,9 +254,7 @@ pub struct RenderInput<'a> {
 pub fn render(input: &RenderInput<'_>) -> Response {
     let t = input.transcript;
     match input.format {
-        ResponseFormat::Json => {
-            axum::Json(serde_json::json!({ "text": t.text() })).into_response()
-        }
+        ResponseFormat::Json => axum::Json(serde_json::json!({ "text": t.text() })).into_response(),
         ResponseFormat::Text => text_response(format!("{}\n", t.text()), "text/plain"),
         ResponseFormat::Srt => text_response(Format::Srt.render(t, input.meta), "text/plain"),
         ResponseFormat::Vtt => text_response(Format::Vtt.render(t, input.meta), "text/vtt"),
@@ -270,7 +267,11 @@ fn text_response(body: String, mime: &'static str) -> Response {
         "text/vtt" => "text/vtt; charset=utf-8",
         _ => "text/plain; charset=utf-8",
     };
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(value))], body).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(value))],
+        body,
+    )
+        .into_response()
 }
 
 /// The `verbose_json` body.
