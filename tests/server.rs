@@ -689,3 +689,45 @@ fn full_queue_gives_503_with_retry_after() {
     let r = transcribe(addr, &audio("1688-142285-0002.flac"), &[], None);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn ctrl_c_finishes_requests_in_flight_then_exits() {
+    let mut server = Server::start(&[]);
+    let addr = server.addr;
+    let request = std::thread::spawn(move || transcribe(addr, &audio("jfk.flac"), &[], None));
+    server.wait_health(30, "the job to run", |h| h["active"] == 1);
+    let ok = Command::new("kill")
+        .arg("-INT")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let r = request.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(wer(&reference("jfk.flac"), r.json()["text"].as_str().unwrap()) < 0.1);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The reader thread may still be copying the last lines.
+    let t0 = Instant::now();
+    let line = "shutting down; finishing 1 request(s)";
+    while !server.log.lock().unwrap().iter().any(|l| l.contains(line)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no `{line}` in the log: {:?}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // New connections are refused once it is gone.
+    assert!(TcpStream::connect(addr).is_err());
+}
