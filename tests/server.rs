@@ -104,6 +104,19 @@ impl Server {
         }
     }
 
+    /// Waits (briefly: the reader thread may still be copying lines) for a log line.
+    fn wait_log(&self, needle: &str) {
+        let t0 = Instant::now();
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "no `{needle}` in the server log: {:#?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
@@ -649,11 +662,8 @@ fn concurrent_requests_short_ones_pass_a_long_one_and_disconnect_cancels() {
         h["active"] == 0 && h["queued"] == 0
     });
     eprintln!("cancelled in {:.2} s", t0.elapsed().as_secs_f64());
+    server.wait_log("long_ls_2609_3080_concat.flac (3.4 MiB): cancelled; whisper stopped");
     let log = server.log.lock().unwrap().join("\n");
-    assert!(
-        log.contains("long_ls_2609_3080_concat.flac (3.4 MiB): cancelled; whisper stopped"),
-        "no cancelled job in the log:\n{log}"
-    );
     assert!(!log.contains(" 200 long_ls_2609_3080_concat.flac"));
 }
 
@@ -717,17 +727,7 @@ fn ctrl_c_finishes_requests_in_flight_then_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    // The reader thread may still be copying the last lines.
-    let t0 = Instant::now();
-    let line = "shutting down; finishing 1 request(s)";
-    while !server.log.lock().unwrap().iter().any(|l| l.contains(line)) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no `{line}` in the log: {:?}",
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_log("shutting down; finishing 1 request(s)");
     // New connections are refused once it is gone.
     assert!(TcpStream::connect(addr).is_err());
 }
