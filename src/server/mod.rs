@@ -410,8 +410,8 @@ async fn handle_audio(
         ApiError::bad_request(
             Some("file"),
             format!(
-                "{what}; the limit is {} (--max-upload-mb).",
-                crate::models::download::human_bytes(state.options.max_upload_bytes)
+                "{what}; the limit is {} MB (--max-upload-mb).",
+                state.options.max_upload_bytes as f64 / 1e6
             ),
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
@@ -427,8 +427,8 @@ async fn handle_audio(
     if let Some(len) = declared {
         if len > state.options.max_upload_bytes.saturating_add(1 << 20) {
             return Err(too_large(format!(
-                "The request body is {}",
-                crate::models::download::human_bytes(len)
+                "The request body is {:.1} MB",
+                len as f64 / 1e6
             )));
         }
     }
