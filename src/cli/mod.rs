@@ -1,14 +1,16 @@
 //! Command-line interface: clap definitions and one file per subcommand.
 
+mod completions;
 mod devices;
 mod fetch;
 mod listen;
 mod models;
 mod rules;
+mod serve;
 mod subtitle;
 mod transcribe;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use verbatim::error::exit_code;
 
@@ -28,7 +30,9 @@ Environment:
   VERBATIM_REGISTRY    file of extra or replacement registry rows (name, checksum, file...)
   VERBATIM_OFFLINE     1 = never download; fail with instructions when a model is missing
   HF_TOKEN             Hugging Face token, sent only to huggingface.co
-  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)";
+  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)
+  VERBATIM_API_KEY     API key `verbatim serve` requires when --api-key is not given
+  NO_COLOR             set (not empty): no colours unless --color always";
 
 /// Fast, accurate speech to text on Whisper.
 #[derive(Debug, Parser)]
@@ -36,6 +40,21 @@ Environment:
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// When to use colours: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    color: ColorWhen,
+}
+
+/// The `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// Colours on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always colour (also into pipes).
+    Always,
+    /// Never colour.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,11 +76,33 @@ enum Command {
     /// List audio input devices (microphones) with their default format.
     #[command(after_help = devices::AFTER_HELP)]
     Devices(devices::DevicesArgs),
+    /// Serve OpenAI's transcription API over HTTP (/v1/audio/transcriptions, translations,
+    /// models): one loaded model, concurrent requests, a bounded queue.
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::ServeArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish) to standard output.
+    #[command(after_help = completions::COMPLETIONS_AFTER_HELP)]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) to standard output, or write one page per command.
+    #[command(after_help = completions::MAN_AFTER_HELP)]
+    Man(completions::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let color = color_from_args(std::env::args_os().skip(1));
+    apply_color(color);
+    let clap_color = match color {
+        ColorWhen::Always => clap::ColorChoice::Always,
+        ColorWhen::Never => clap::ColorChoice::Never,
+        ColorWhen::Auto if no_color_env() => clap::ColorChoice::Never,
+        ColorWhen::Auto => clap::ColorChoice::Auto,
+    };
+    let parsed = Cli::command()
+        .color(clap_color)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -79,6 +120,50 @@ pub fn run() -> i32 {
         Command::Models(args) => models::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man(args) => completions::run_man(args),
+    }
+}
+
+/// Whether `NO_COLOR` asks for no colours (set and not empty, as no-color.org defines it).
+fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The `--color` value from the raw arguments (needed before clap parses them, so that
+/// clap's own help and errors follow it too); the last one wins, as in clap.
+fn color_from_args(args: impl Iterator<Item = std::ffi::OsString>) -> ColorWhen {
+    let mut color = ColorWhen::Auto;
+    let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = if arg == "--color" {
+            args.next()
+        } else {
+            arg.strip_prefix("--color=").map(str::to_string)
+        };
+        if let Some(v) = value.and_then(|v| ColorWhen::from_str(&v, true).ok()) {
+            color = v;
+        }
+    }
+    color
+}
+
+/// Turns colours (progress bars, styled output) on or off for stdout and stderr. `auto`
+/// leaves the terminal check to `console` (colours only on a terminal) and honours NO_COLOR.
+fn apply_color(color: ColorWhen) {
+    let enabled = match color {
+        ColorWhen::Always => Some(true),
+        ColorWhen::Never => Some(false),
+        ColorWhen::Auto if no_color_env() => Some(false),
+        ColorWhen::Auto => None,
+    };
+    if let Some(on) = enabled {
+        console::set_colors_enabled(on);
+        console::set_colors_enabled_stderr(on);
     }
 }
 

@@ -248,6 +248,16 @@ impl Engine {
         &self.info
     }
 
+    /// The token ids of `text` in the model's vocabulary, as whisper's tokenizer splits it
+    /// (empty if the text cannot be tokenized). Used where an API reports tokens per segment.
+    pub fn tokenize(&self, text: &str) -> Vec<i32> {
+        if text.contains('\0') {
+            return Vec::new();
+        }
+        // No text token is shorter than one byte, so the byte length bounds the token count.
+        self.ctx.tokenize(text, text.len() + 16).unwrap_or_default()
+    }
+
     /// True when a VAD model is loaded.
     pub fn has_vad(&self) -> bool {
         self.vad.is_some()
@@ -896,4 +906,10 @@ pub fn language_id(code: &str) -> Option<i32> {
         return None;
     }
     whisper_rs::get_lang_id(code)
+}
+
+/// Whisper's English name of a language code in lower case (`en` -> `english`, `de` ->
+/// `german`), as OpenAI's API reports languages; `None` if whisper does not know the code.
+pub fn language_name(code: &str) -> Option<&'static str> {
+    language_id(code).and_then(whisper_rs::get_lang_str_full)
 }

@@ -1,0 +1,304 @@
+//! `verbatim serve`: an OpenAI-compatible transcription server (see `verbatim::server`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use verbatim::engine::{self, TranscribeOptions, VadOptions};
+use verbatim::error::exit_code;
+use verbatim::server::{self, AppState, ServerOptions};
+
+use super::{print_error, print_warning};
+
+pub const AFTER_HELP: &str = "\
+Endpoints (OpenAI's transcription API; any `model` value is accepted, the loaded model answers):
+  POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format
+                                  (json, text, srt, verbose_json, vtt), temperature,
+                                  timestamp_granularities[] (word, segment)
+  POST /v1/audio/translations     the same, translated to English
+  GET  /v1/models                 the loaded model
+  GET  /health                    status and running/queued jobs (no API key needed)
+
+Examples:
+  verbatim serve --model small.en
+  verbatim serve --host 0.0.0.0 --port 9000 --api-key \"$(cat key.txt)\"
+  curl http://127.0.0.1:8080/v1/audio/transcriptions -F file=@talk.mp3 -F response_format=srt
+
+Requests beyond --concurrency wait in a queue of --queue; beyond that they get 503 with
+Retry-After. A client that disconnects cancels its transcription. The address the server
+listens on is printed on stderr as `verbatim: listening on http://HOST:PORT`.";
+
+/// Options of `verbatim serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but a loopback address exposes the server to the
+    /// network: use --api-key then.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    host: String,
+
+    /// Port to listen on (0 picks a free port; the address is printed).
+    #[arg(short, long, default_value_t = 8080, value_name = "PORT")]
+    port: u16,
+
+    /// Whisper model: a registry name, an imported model's name, or a ggml file. Loaded once
+    /// and shared by every request.
+    #[arg(
+        short,
+        long,
+        env = "VERBATIM_MODEL",
+        value_name = "NAME|PATH",
+        default_value = verbatim::models::DEFAULT_MODEL,
+        help_heading = "Model"
+    )]
+    model: String,
+
+    /// Never touch the network: fail with instructions when a model is not installed
+    /// (also VERBATIM_OFFLINE=1).
+    #[arg(long, help_heading = "Model")]
+    offline: bool,
+
+    /// Disable voice activity detection.
+    #[arg(long, help_heading = "Model")]
+    no_vad: bool,
+
+    /// Silero VAD model, a registry name or a ggml file [default: as for transcribe].
+    #[arg(
+        long,
+        env = "VERBATIM_VAD_MODEL",
+        value_name = "NAME|PATH",
+        help_heading = "Model"
+    )]
+    vad_model: Option<String>,
+
+    /// Transcriptions that run at the same time [default: a quarter of the cores, 2 to 8].
+    #[arg(long, value_name = "N", help_heading = "Scheduling")]
+    concurrency: Option<usize>,
+
+    /// Requests that may wait for a free slot; more get 503 with Retry-After
+    /// [default: 4 x concurrency].
+    #[arg(long, value_name = "N", help_heading = "Scheduling")]
+    queue: Option<usize>,
+
+    /// CPU threads per transcription [default: cores / concurrency].
+    #[arg(short, long, value_name = "N", help_heading = "Scheduling")]
+    threads: Option<usize>,
+
+    /// Beam size; 1 decodes greedily (faster, less accurate).
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "N",
+        help_heading = "Scheduling"
+    )]
+    beam_size: usize,
+
+    /// Largest accepted upload in megabytes (10^6 bytes); larger ones get 413.
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "MB",
+        help_heading = "Limits"
+    )]
+    max_upload_mb: u64,
+
+    /// Longest accepted audio in seconds (0: no limit); longer audio gets 413.
+    #[arg(
+        long,
+        default_value_t = 10_800,
+        value_name = "SECONDS",
+        help_heading = "Limits"
+    )]
+    max_audio_seconds: u64,
+
+    /// Require `Authorization: Bearer KEY` on every /v1 request.
+    #[arg(
+        long,
+        env = "VERBATIM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        help_heading = "Limits"
+    )]
+    api_key: Option<String>,
+
+    /// No line per request on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+
+    #[command(flatten)]
+    subtitle_rules: super::rules::SubtitleRuleArgs,
+}
+
+/// The id `/v1/models` shows: a registry name as given, else the file's stem without `ggml-`.
+fn model_id(arg: &str, path: &Path) -> String {
+    if !arg.contains('/') && !arg.contains('\\') && !arg.ends_with(".bin") {
+        return arg.to_string();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_string());
+    stem.strip_prefix("ggml-").unwrap_or(&stem).to_string()
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    let subtitle_rules = match args.subtitle_rules.rules() {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(e);
+            return exit_code::USAGE;
+        }
+    };
+    let host = args
+        .host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let ip: std::net::IpAddr = match host {
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        h => match h.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                print_error(format!(
+                    "--host {}: not an IP address (use 127.0.0.1, ::1 or 0.0.0.0)",
+                    args.host
+                ));
+                return exit_code::USAGE;
+            }
+        },
+    };
+    if args.concurrency == Some(0) {
+        print_error("--concurrency must be at least 1");
+        return exit_code::USAGE;
+    }
+    let api_key = args.api_key.clone().filter(|k| !k.trim().is_empty());
+    if !ip.is_loopback() && api_key.is_none() {
+        print_warning(format!(
+            "listening on {ip} without --api-key: anyone who can reach this port can use the server"
+        ));
+    }
+
+    let cores = engine::default_threads();
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| server::default_concurrency(cores));
+    let queue = args.queue.unwrap_or(4 * concurrency);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| server::threads_per_job(cores, concurrency))
+        .max(1);
+
+    let cancel = super::install_ctrlc();
+    let offline = args.offline || verbatim::models::offline_from_env();
+    let engine = match super::fetch::load_engine(
+        &args.model,
+        args.vad_model.as_deref(),
+        args.no_vad,
+        offline,
+        args.quiet,
+    ) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            print_error(e);
+            return exit_code::FAILURE;
+        }
+    };
+    let model_path = engine.model_info().path.clone();
+    let options = ServerOptions {
+        concurrency,
+        queue,
+        max_upload_bytes: args.max_upload_mb.saturating_mul(1_000_000),
+        max_audio_seconds: (args.max_audio_seconds > 0).then_some(args.max_audio_seconds as f64),
+        api_key,
+        model_id: model_id(&args.model, &model_path),
+        transcribe: TranscribeOptions {
+            threads,
+            beam_size: args.beam_size.max(1),
+            vad: engine.has_vad(),
+            vad_options: VadOptions::default(),
+            ..TranscribeOptions::default()
+        },
+        subtitle_rules,
+        log: !args.quiet,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.clamp(1, 4))
+        .max_blocking_threads(concurrency + 2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(format!("cannot start the server runtime: {e}"));
+            return exit_code::FAILURE;
+        }
+    };
+    let state = AppState::new(engine, options);
+    let result: Result<(), String> = runtime.block_on(async {
+        let addr = SocketAddr::new(ip, args.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let shown = match bound {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => a.to_string(),
+        };
+        eprintln!(
+            "verbatim: serving {} ({} at a time, {} thread(s) each, queue {queue})",
+            model_path.display(),
+            concurrency,
+            threads
+        );
+        eprintln!("verbatim: listening on http://{shown}");
+        let flag = cancel.clone();
+        let shutdown_state = state.clone();
+        let shutdown = async move {
+            while !flag.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let busy = shutdown_state.active() + shutdown_state.queued();
+            if busy > 0 {
+                eprintln!(
+                    "verbatim: shutting down; finishing {busy} request(s) (Ctrl-C again to stop at once)"
+                );
+            } else {
+                eprintln!("verbatim: shutting down");
+            }
+        };
+        server::serve(listener, server::router(state), shutdown)
+            .await
+            .map_err(|e| format!("server error: {e}"))
+    });
+    match result {
+        Ok(()) => exit_code::OK,
+        Err(e) => {
+            print_error(e);
+            exit_code::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids() {
+        assert_eq!(
+            model_id("tiny.en", Path::new("/x/ggml-tiny.en.bin")),
+            "tiny.en"
+        );
+        assert_eq!(
+            model_id("/m/ggml-tiny.en.bin", Path::new("/m/ggml-tiny.en.bin")),
+            "tiny.en"
+        );
+        assert_eq!(model_id("my.bin", Path::new("my.bin")), "my");
+    }
+}
