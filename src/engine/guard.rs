@@ -85,12 +85,13 @@ pub fn is_phantom_phrase(text: &str) -> bool {
         || PHANTOM_CONTAINS.iter().any(|frag| padded.contains(frag))
 }
 
-/// Finds a loop: an n-gram (1 to 8 words) repeated back to back. Returns the word range
+/// Finds a loop: an n-gram (1 to 32 words: whole sentences loop too, especially when a
+/// prompt carries text across windows) repeated back to back. Returns the word range
 /// `[start, end)` of the repeats after the first occurrence, so cutting it keeps one copy.
 pub fn find_repetition(words: &[&str]) -> Option<(usize, usize)> {
     let norm: Vec<String> = words.iter().map(|w| normalize(w)).collect();
     let n_words = norm.len();
-    for n in 1..=8usize {
+    for n in 1..=32usize {
         // Single words need more repeats: "no, no, no" is speech, ten of them is a loop.
         let min_repeats = match n {
             1 => 5,
@@ -162,5 +163,12 @@ mod tests {
         let (text, changed) = cut_repetitions("ha ha ha ha ha ha ha ha ha");
         assert!(changed);
         assert_eq!(text, "ha");
+        // A whole sentence looping, as tiny.en did on a prompted window.
+        let sentence = "You don't mean that you thought me so silly.";
+        let looped = [sentence; 7].join(" ");
+        assert_eq!(cut_repetitions(&looped), (sentence.to_string(), true));
+        // Said twice is speech, not a loop.
+        let twice = [sentence; 2].join(" ");
+        assert!(!cut_repetitions(&twice).1);
     }
 }
