@@ -69,7 +69,8 @@ fn build_long_file(path: &Path, count: usize, spacing_s: usize, length_s: usize)
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for s in samples {
-        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
     }
     w.finalize().unwrap();
     placed
@@ -131,7 +132,12 @@ fn a_32_minute_file_keeps_its_words_and_exact_times_across_windows() {
                 st > p.speech_start - 2.0 && st < p.end
             })
             .collect();
-        assert!(!inside.is_empty(), "{}: no segment near {:.1} s", p.name, p.speech_start);
+        assert!(
+            !inside.is_empty(),
+            "{}: no segment near {:.1} s",
+            p.name,
+            p.speech_start
+        );
         let first = inside[0]["start"].as_f64().unwrap();
         assert!(
             (first - p.speech_start).abs() <= 0.5,
@@ -183,7 +189,10 @@ fn a_run_killed_halfway_resumes_and_ends_with_the_uninterrupted_runs_files() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
     let killed_at = loop {
-        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
         assert!(Instant::now() < deadline, "no checkpoint past 4 minutes");
         if let Ok(text) = std::fs::read_to_string(&checkpoint) {
             let v: Value = serde_json::from_str(&text).unwrap();
@@ -196,10 +205,16 @@ fn a_run_killed_halfway_resumes_and_ends_with_the_uninterrupted_runs_files() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!resumed.join("day.srt").exists(), "no final file after a kill");
+    assert!(
+        !resumed.join("day.srt").exists(),
+        "no final file after a kill"
+    );
     // The partial file is valid up to its last complete cue.
     let partial = std::fs::read_to_string(resumed.join("day.srt.partial")).unwrap();
-    assert!(partial.starts_with("1\n") && partial.ends_with("\n\n"), "{partial}");
+    assert!(
+        partial.starts_with("1\n") && partial.ends_with("\n\n"),
+        "{partial}"
+    );
     let partial_check = run(verbatim()
         .args(["subtitle", "--check"])
         .arg(resumed.join("day.srt.partial")));
@@ -213,7 +228,14 @@ fn a_run_killed_halfway_resumes_and_ends_with_the_uninterrupted_runs_files() {
     let windows: usize = log
         .lines()
         .find(|l| l.contains(" window(s) transcribed in this run"))
-        .and_then(|l| l.split(" window(s)").next()?.rsplit(' ').next()?.parse().ok())
+        .and_then(|l| {
+            l.split(" window(s)")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no window count in: {log}"));
     let total_windows = 10 * 60 / 60;
     // Every window but the last is at least 45 s (the cut is in its last quarter).

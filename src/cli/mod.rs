@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and one file per subcommand.
 
 mod completions;
+mod config;
 mod devices;
 mod fetch;
 mod listen;
@@ -32,6 +33,7 @@ Environment:
   HF_TOKEN             Hugging Face token, sent only to huggingface.co
   VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)
   VERBATIM_API_KEY     API key `verbatim serve` requires when --api-key is not given
+  VERBATIM_CONFIG      the config file (default $XDG_CONFIG_HOME/verbatim/config.toml)
   NO_COLOR             set (not empty): no colours unless --color always";
 
 /// Fast, accurate speech to text on Whisper.
@@ -86,6 +88,10 @@ enum Command {
     /// Print the man page (roff) to standard output, or write one page per command.
     #[command(after_help = completions::MAN_AFTER_HELP)]
     Man(completions::ManArgs),
+    /// Show the config file's path or the effective settings (config.toml sets defaults for
+    /// every command).
+    #[command(after_help = config::AFTER_HELP)]
+    Config(config::ConfigArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -98,8 +104,19 @@ pub fn run() -> i32 {
         ColorWhen::Auto if no_color_env() => clap::ColorChoice::Never,
         ColorWhen::Auto => clap::ColorChoice::Auto,
     };
-    let parsed = Cli::command()
-        .color(clap_color)
+    let base = Cli::command().color(clap_color);
+    // The config file sets defaults; a broken one stops everything but `config path`,
+    // which is how a user finds it.
+    let entries = match config::load(&base) {
+        Ok(e) => e,
+        Err(e) if !std::env::args().nth(1).is_some_and(|a| a == "config") => {
+            print_error(e);
+            return exit_code::USAGE;
+        }
+        Err(_) => Vec::new(),
+    };
+    let full = config::apply(base.clone(), &entries);
+    let parsed = full
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
@@ -123,6 +140,7 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man(args) => completions::run_man(args),
+        Command::Config(args) => config::run(args, &base),
     }
 }
 

@@ -431,9 +431,7 @@ pub fn run(args: TranscribeArgs) -> i32 {
                         "interrupted; the finished part is saved: run the same command again to resume",
                     );
                 } else {
-                    print_error(
-                        "interrupted; no output files were written for the current input",
-                    );
+                    print_error("interrupted; no output files were written for the current input");
                 }
                 return exit_code::INTERRUPTED;
             }

@@ -68,6 +68,8 @@ pub fn verbatim() -> Command {
     // No test may reach the internet: tests that download set up a local server and turn
     // offline mode off themselves.
     cmd.env("VERBATIM_OFFLINE", "1");
+    // Nor a developer's config file.
+    cmd.env("VERBATIM_CONFIG", "/dev/null");
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -1,0 +1,120 @@
+//! The config file: its settings become every command's defaults, flags beat environment
+//! variables beat the file beat built-in defaults, and a bad file is a clear error.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn with_config(path: &Path) -> std::process::Command {
+    let mut cmd = verbatim();
+    cmd.env("VERBATIM_CONFIG", path);
+    cmd
+}
+
+#[test]
+fn config_settings_are_defaults_that_env_and_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# defaults for every command\nmodel = \"{}\"\nvad-model = \"{}\"\nthreads = 1\n\n[transcribe]\nformat = [\"txt\", \"tsv\"]\noutput_dir = \"{}\"\n",
+            dir.path().join("no-such-model.bin").display(),
+            vad_model().display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+
+    // `config show` says where each value comes from.
+    let out = run(with_config(&cfg).args(["config", "show", "--json"]));
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let setting = |key: &str| {
+        doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} missing: {doc}"))
+    };
+    assert!(setting("model")["source"]
+        .as_str()
+        .unwrap()
+        .contains("line 2"));
+    assert_eq!(setting("threads")["value"], "1");
+    assert_eq!(setting("language")["source"], "built-in default");
+    assert_eq!(setting("transcribe.format")["value"], "txt,tsv");
+
+    // The file's model does not exist: the environment variable beats it.
+    let out = run(with_config(&cfg)
+        .env("VERBATIM_MODEL", tiny_en())
+        .args(["transcribe", "-q"])
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dir.path().join("out/jfk.txt").is_file(),
+        "format and output_dir from the file"
+    );
+    assert!(dir.path().join("out/jfk.tsv").is_file());
+
+    // A flag beats both the environment and the file.
+    let out = run(with_config(&cfg)
+        .env("VERBATIM_MODEL", dir.path().join("also-missing.bin"))
+        .args(["transcribe", "-q", "-f", "json", "--model"])
+        .arg(tiny_en())
+        .arg(audio("1688-142285-0002.flac")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("out/1688-142285-0002.json").is_file());
+    assert!(!dir.path().join("out/1688-142285-0002.txt").exists());
+
+    // Only the file: its (missing) model is used, and the error names it.
+    let out = run(with_config(&cfg)
+        .env_remove("VERBATIM_MODEL")
+        .args(["transcribe", "-q"])
+        .arg(audio("jfk.flac")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no-such-model.bin"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_config_file_is_one_clear_error_with_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "model = \"x\"\nthreds = 3\n",
+            "line 2: unknown key `threds`",
+        ),
+        (
+            "[transcribe]\njobs = 2\n",
+            "line 2: `jobs` is not an option of `verbatim transcribe`",
+        ),
+        (
+            "[transcrib]\nformat = \"srt\"\n",
+            "line 1: unknown command table [transcrib]",
+        ),
+        ("vad = \"no\"\n", "line 1: key `vad` must be true or false"),
+        ("model = [\n", "line 1:"),
+    ];
+    for (text, want) in cases {
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = run(with_config(&cfg).args(["transcribe", "x.wav"]));
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains(want), "{text:?}: {err}");
+        assert!(err.contains("config.toml"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // `config path` still works, so the user can find the file.
+        let out = run(with_config(&cfg).args(["config", "path"]));
+        assert!(out.status.success());
+        assert_eq!(stdout(&out).trim(), cfg.display().to_string());
+    }
+}
