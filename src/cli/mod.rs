@@ -109,7 +109,7 @@ pub fn run() -> i32 {
     // which is how a user finds it.
     let entries = match config::load(&base) {
         Ok(e) => e,
-        Err(e) if !std::env::args().nth(1).is_some_and(|a| a == "config") => {
+        Err(e) if std::env::args().nth(1).is_none_or(|a| a != "config") => {
             print_error(e);
             return exit_code::USAGE;
         }
