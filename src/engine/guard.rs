@@ -123,12 +123,26 @@ pub fn find_repetition(words: &[&str]) -> Option<(usize, usize)> {
     None
 }
 
+/// A text that is nothing but two or more copies of one run of at least three words
+/// ("Lobsters and lobsters. Lobsters and lobsters.") is a decoding loop, not speech.
+fn whole_text_repeats(words: &[&str]) -> Option<usize> {
+    let norm: Vec<String> = words.iter().map(|w| normalize(w)).collect();
+    let n = norm.len();
+    (3..=n / 2).find(|&len| {
+        n % len == 0 && (len..n).step_by(len).all(|i| norm[i..i + len] == norm[..len])
+    })
+}
+
 /// Cuts every repetition loop from `text`. Returns the cleaned text and whether it changed.
 pub fn cut_repetitions(text: &str) -> (String, bool) {
     let mut words: Vec<&str> = text.split_whitespace().collect();
     let mut changed = false;
     while let Some((start, end)) = find_repetition(&words) {
         words.drain(start..end);
+        changed = true;
+    }
+    if let Some(len) = whole_text_repeats(&words) {
+        words.truncate(len);
         changed = true;
     }
     if changed {
@@ -167,8 +181,12 @@ mod tests {
         let sentence = "You don't mean that you thought me so silly.";
         let looped = [sentence; 7].join(" ");
         assert_eq!(cut_repetitions(&looped), (sentence.to_string(), true));
-        // Said twice is speech, not a loop.
-        let twice = [sentence; 2].join(" ");
+        // A whole segment that is one phrase twice is a loop too; inside speech it is not.
+        assert_eq!(
+            cut_repetitions("Lobsters and lobsters. Lobsters and lobsters."),
+            ("Lobsters and lobsters.".to_string(), true)
+        );
+        let twice = format!("{sentence} {sentence} And then she left.");
         assert!(!cut_repetitions(&twice).1);
     }
 }

@@ -29,6 +29,8 @@ use crate::{Error, Result, Segment, Transcript};
 pub use checkpoint::Checkpoint;
 
 const SR: usize = WHISPER_SAMPLE_RATE as usize;
+/// Silence before a cut after which the previous text no longer prompts the next window.
+const STALE_CONTEXT_S: f64 = 10.0;
 
 /// How a file is cut and transcribed.
 #[derive(Debug, Clone)]
@@ -283,9 +285,13 @@ fn run(
                 .violations
                 .len();
         }
-        if !part.segments.is_empty() {
-            prompt_tail = tail_text(&part);
-        }
+        // The next window continues this one's text only when the speech runs on across the
+        // cut: after a long silence the context is stale, and a prompt then makes whisper
+        // prone to repeating it (seen on tiny.en: a sentence looped seven times).
+        prompt_tail = match part.segments.last() {
+            Some(last) if part.duration - last.end < STALE_CONTEXT_S => tail_text(&part),
+            _ => String::new(),
+        };
 
         // Write, make durable, then checkpoint: a checkpoint never points past the data.
         if !started {
