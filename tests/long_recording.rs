@@ -124,6 +124,7 @@ fn a_32_minute_file_keeps_its_words_and_exact_times_across_windows() {
         serde_json::from_str(&std::fs::read_to_string(full.join("day.json")).unwrap()).unwrap();
     assert!((doc["duration"].as_f64().unwrap() - LENGTH_S as f64).abs() < 0.1);
     let segments = doc["segments"].as_array().unwrap();
+    let (mut total_errors, mut total_words) = (0usize, 0usize);
     for p in &placed {
         let inside: Vec<&Value> = segments
             .iter()
@@ -149,13 +150,22 @@ fn a_32_minute_file_keeps_its_words_and_exact_times_across_windows() {
         let hyp = normalize_words(&text.join(" "));
         let reference = normalize_words(&reference(&p.name));
         let errors = word_errors(&reference, &hyp);
+        // Every utterance is found: at most a third of its words wrong (two for very short
+        // ones: tiny.en hears "Newberg" as "new bird").
         assert!(
-            errors * 100 <= reference.len() * 35,
+            errors * 3 <= reference.len() || errors <= 2,
             "{}: {errors} word errors of {} words\nref: {reference:?}\nhyp: {hyp:?}",
             p.name,
             reference.len()
         );
+        total_errors += errors;
+        total_words += reference.len();
     }
+    // And overall as accurate as whisper on the utterances alone (about 10 % WER offline).
+    assert!(
+        total_errors * 100 <= total_words * 15,
+        "WER {total_errors}/{total_words} over all utterances"
+    );
     // Nothing but the utterances: the silences gave no text.
     let covered = segments.iter().all(|s| {
         let st = s["start"].as_f64().unwrap();
