@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and one file per subcommand.
 
+mod device;
 mod devices;
 mod fetch;
+mod info;
 mod listen;
 mod models;
 mod subtitle;
@@ -27,7 +29,8 @@ Environment:
   VERBATIM_REGISTRY    file of extra or replacement registry rows (name, checksum, file...)
   VERBATIM_OFFLINE     1 = never download; fail with instructions when a model is missing
   HF_TOKEN             Hugging Face token, sent only to huggingface.co
-  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)";
+  VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)
+  VERBATIM_DEVICE      default for --device (auto, cpu, gpu, gpu:N)";
 
 /// Fast, accurate speech to text on Whisper.
 #[derive(Debug, Parser)]
@@ -56,6 +59,13 @@ enum Command {
     /// List audio input devices (microphones) with their default format.
     #[command(after_help = devices::AFTER_HELP)]
     Devices(devices::DevicesArgs),
+    /// Versions, compiled backends (CPU, Vulkan, CUDA...), GPU devices, CPU features and the
+    /// model store.
+    #[command(after_help = info::AFTER_HELP)]
+    Info(info::InfoArgs),
+    /// Internal: lists GPU devices and self-tests one in a child process (see --device).
+    #[command(name = "__gpu-probe", hide = true)]
+    GpuProbe(device::ProbeArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -78,6 +88,8 @@ pub fn run() -> i32 {
         Command::Models(args) => models::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Info(args) => info::run(args),
+        Command::GpuProbe(args) => device::run_probe(args),
     }
 }
 
