@@ -204,7 +204,7 @@ mod vulkan {
 
     #[test]
     fn jfk_on_the_vulkan_device_gives_the_right_words() {
-        let out = run(&mut lavapipe(jfk_on("gpu")).arg("--strict"));
+        let out = run(lavapipe(jfk_on("gpu")).arg("--strict"));
         assert!(out.status.success(), "{}", stderr(&out));
         assert_jfk_words(&out);
         assert!(!stderr(&out).contains("GPU unavailable"));

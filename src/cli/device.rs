@@ -134,7 +134,8 @@ impl DeviceArgs {
             ));
             return Err(exit_code::FAILURE);
         }
-        if !quiet && !(self.device == DeviceRequest::Auto && no_gpu_at_all) {
+        let silent = quiet || (self.device == DeviceRequest::Auto && no_gpu_at_all);
+        if !silent {
             print_warning(format!("GPU unavailable ({reason}); using the CPU"));
         }
         device::hide_gpus_from_backends();
