@@ -105,6 +105,25 @@ fn bad_device_values_are_usage_errors() {
 }
 
 #[test]
+fn every_model_command_takes_a_device() {
+    for (command, flag) in [
+        ("transcribe", "--device <auto|cpu|gpu|gpu:N>"),
+        ("subtitle", "--device <auto|cpu|gpu|gpu:N>"),
+        // listen's --device is the microphone.
+        ("listen", "--compute-device <auto|cpu|gpu|gpu:N>"),
+    ] {
+        let out = run(cmd().args([command, "--help"]));
+        assert!(out.status.success(), "{command} --help failed");
+        let help = stdout(&out);
+        assert!(
+            help.contains(flag),
+            "{command} --help lacks {flag}:\n{help}"
+        );
+        assert!(help.contains("--strict"), "{command} --help lacks --strict");
+    }
+}
+
+#[test]
 fn device_cpu_transcribes_without_warnings() {
     let out = run(&mut jfk_on("cpu"));
     assert!(out.status.success());

@@ -49,13 +49,14 @@ pub struct ComputeDeviceArgs {
     /// Where whisper runs: auto (a GPU when this build has a GPU backend and one passes a
     /// quick self-test, else the CPU), cpu, gpu, or gpu:N (`verbatim info` lists them).
     #[arg(
+        id = "compute_device",
         long = "compute-device",
         env = "VERBATIM_DEVICE",
         default_value = "auto",
         value_name = "auto|cpu|gpu|gpu:N",
         help_heading = "Device"
     )]
-    pub device: DeviceRequest,
+    pub compute_device: DeviceRequest,
 
     /// With --compute-device gpu: fail (exit 1) when the GPU cannot be used instead of falling
     /// back to the CPU.
@@ -66,7 +67,7 @@ pub struct ComputeDeviceArgs {
 impl From<&ComputeDeviceArgs> for DeviceArgs {
     fn from(a: &ComputeDeviceArgs) -> DeviceArgs {
         DeviceArgs {
-            device: a.device,
+            device: a.compute_device,
             strict: a.strict,
         }
     }
