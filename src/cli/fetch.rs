@@ -133,13 +133,14 @@ pub fn ensure_vad(
 }
 
 /// Resolves (downloading if needed) the Whisper model and, unless `no_vad`, the VAD model,
-/// then loads them. The error is the one line to print.
+/// then loads them where `placement` says. The error is the one line to print.
 pub fn load_engine(
     model_arg: &str,
     vad_arg: Option<&str>,
     no_vad: bool,
     offline: bool,
     quiet: bool,
+    placement: &super::device::Placement,
 ) -> Result<verbatim::engine::Engine, String> {
     let model = ensure_model(model_arg, offline, quiet).map_err(|e| e.to_string())?;
     let vad_model = if no_vad {
@@ -154,5 +155,5 @@ pub fn load_engine(
         vad_model,
         ..verbatim::engine::EngineOptions::default()
     };
-    verbatim::engine::Engine::load(&model, &options).map_err(|e| e.to_string())
+    placement.load(&model, &options, quiet)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use verbatim::engine::{Engine, EngineOptions, TranscribeOptions, VadOptions};
+use verbatim::engine::{EngineOptions, TranscribeOptions, VadOptions};
 use verbatim::error::exit_code;
 use verbatim::listen::dictation::{DictationOptions, Event};
 use verbatim::listen::session::{self, Ended, Input, SessionOptions, Summary};
@@ -133,6 +133,9 @@ pub struct ListenArgs {
         help_heading = "Dictation"
     )]
     vad_threshold: f32,
+
+    #[command(flatten)]
+    compute: super::device::ComputeDeviceArgs,
 }
 
 /// Runs `verbatim listen` and returns the exit code.
@@ -186,6 +189,11 @@ pub fn run(args: ListenArgs) -> i32 {
         None
     };
 
+    // Decide the device (and probe the GPU) before any download: --strict fails fast.
+    let placement = match super::device::DeviceArgs::from(&args.compute).resolve(args.quiet) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let offline = args.offline || verbatim::models::offline_from_env();
     let model = match super::fetch::ensure_model(&args.model, offline, args.quiet) {
         Ok(m) => m,
@@ -204,13 +212,11 @@ pub fn run(args: ListenArgs) -> i32 {
             return exit_code::FAILURE;
         }
     };
-    let engine = match Engine::load(
-        &model,
-        &EngineOptions {
-            vad_model: Some(vad),
-            ..EngineOptions::default()
-        },
-    ) {
+    let engine_options = EngineOptions {
+        vad_model: Some(vad),
+        ..EngineOptions::default()
+    };
+    let engine = match placement.load(&model, &engine_options, args.quiet) {
         Ok(e) => e,
         Err(e) => {
             print_error(e);

@@ -2,8 +2,10 @@
 
 mod completions;
 mod config;
+mod device;
 mod devices;
 mod fetch;
+mod info;
 mod listen;
 mod models;
 mod rules;
@@ -32,6 +34,7 @@ Environment:
   VERBATIM_OFFLINE     1 = never download; fail with instructions when a model is missing
   HF_TOKEN             Hugging Face token, sent only to huggingface.co
   VERBATIM_FFMPEG      ffmpeg binary for formats the built-in decoders lack (empty: never use ffmpeg)
+  VERBATIM_DEVICE      default for --device (auto, cpu, gpu, gpu:N)
   VERBATIM_API_KEY     API key `verbatim serve` requires when --api-key is not given
   VERBATIM_CONFIG      the config file (default $XDG_CONFIG_HOME/verbatim/config.toml)
   NO_COLOR             set (not empty): no colours unless --color always";
@@ -92,6 +95,13 @@ enum Command {
     /// every command).
     #[command(after_help = config::AFTER_HELP)]
     Config(config::ConfigArgs),
+    /// Versions, compiled backends (CPU, Vulkan, CUDA...), GPU devices, CPU features and the
+    /// model store.
+    #[command(after_help = info::AFTER_HELP)]
+    Info(info::InfoArgs),
+    /// Internal: lists GPU devices and self-tests one in a child process (see --device).
+    #[command(name = "__gpu-probe", hide = true)]
+    GpuProbe(device::ProbeArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -141,6 +151,8 @@ pub fn run() -> i32 {
         Command::Completions(args) => completions::run_completions(args),
         Command::Man(args) => completions::run_man(args),
         Command::Config(args) => config::run(args, &base),
+        Command::Info(args) => info::run(args),
+        Command::GpuProbe(args) => device::run_probe(args),
     }
 }
 

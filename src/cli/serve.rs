@@ -129,6 +129,9 @@ pub struct ServeArgs {
     quiet: bool,
 
     #[command(flatten)]
+    device: super::device::DeviceArgs,
+
+    #[command(flatten)]
     subtitle_rules: super::rules::SubtitleRuleArgs,
 }
 
@@ -193,12 +196,17 @@ pub fn run(args: ServeArgs) -> i32 {
 
     let cancel = super::install_ctrlc();
     let offline = args.offline || verbatim::models::offline_from_env();
+    let placement = match args.device.resolve(args.quiet) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let engine = match super::fetch::load_engine(
         &args.model,
         args.vad_model.as_deref(),
         args.no_vad,
         offline,
         args.quiet,
+        &placement,
     ) {
         Ok(e) => Arc::new(e),
         Err(e) => {

@@ -105,6 +105,9 @@ pub struct SubtitleArgs {
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
 
+    #[command(flatten)]
+    device: super::device::DeviceArgs,
+
     /// Check subtitle files (SRT or WebVTT, from any tool) against the reading rules instead
     /// of transcribing; the INPUTs are the subtitle files.
     #[arg(long, help_heading = "Check")]
@@ -348,12 +351,17 @@ pub fn run(args: SubtitleArgs) -> i32 {
     }
 
     let offline = args.offline || verbatim::models::offline_from_env();
+    let placement = match args.device.resolve(args.quiet) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let engine = match super::fetch::load_engine(
         &args.model,
         args.vad_model.as_deref(),
         args.no_vad,
         offline,
         args.quiet,
+        &placement,
     ) {
         Ok(e) => e,
         Err(message) => {

@@ -189,6 +189,9 @@ pub struct TranscribeArgs {
 
     #[command(flatten)]
     subtitle_rules: super::rules::SubtitleRuleArgs,
+
+    #[command(flatten)]
+    device: super::device::DeviceArgs,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -308,6 +311,11 @@ pub fn run(args: TranscribeArgs) -> i32 {
         return exit_code::USAGE;
     }
 
+    // Decide the device (and probe the GPU) before any download: --strict fails fast.
+    let placement = match args.device.resolve(args.quiet) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let offline = args.offline || verbatim::models::offline_from_env();
     let model = match super::fetch::ensure_model(&args.model, offline, args.quiet) {
         Ok(m) => m,
@@ -329,13 +337,11 @@ pub fn run(args: TranscribeArgs) -> i32 {
             }
         }
     };
-    let engine = match Engine::load(
-        &model,
-        &EngineOptions {
-            vad_model: vad_model.clone(),
-            ..EngineOptions::default()
-        },
-    ) {
+    let engine_options = EngineOptions {
+        vad_model: vad_model.clone(),
+        ..EngineOptions::default()
+    };
+    let engine = match placement.load(&model, &engine_options, args.quiet) {
         Ok(e) => e,
         Err(e) => {
             print_error(e);

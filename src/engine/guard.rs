@@ -129,7 +129,10 @@ fn whole_text_repeats(words: &[&str]) -> Option<usize> {
     let norm: Vec<String> = words.iter().map(|w| normalize(w)).collect();
     let n = norm.len();
     (3..=n / 2).find(|&len| {
-        n % len == 0 && (len..n).step_by(len).all(|i| norm[i..i + len] == norm[..len])
+        n.is_multiple_of(len)
+            && (len..n)
+                .step_by(len)
+                .all(|i| norm[i..i + len] == norm[..len])
     })
 }
 

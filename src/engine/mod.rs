@@ -6,6 +6,7 @@
 //! Segments are checked by the hallucination guard ([`guard`]) and handed to a callback as
 //! soon as whisper finalises them.
 
+pub mod device;
 pub mod guard;
 pub mod vad;
 
@@ -46,8 +47,12 @@ pub struct EngineOptions {
     /// 2 threads: off was 4 % faster (26.5 s against 27.5 s) but peaked at 385 MB instead of
     /// 310 MB, so it stays on.
     pub flash_attn: bool,
-    /// Try the GPU when the binary has a GPU backend.
+    /// Run whisper on a GPU when the binary has a GPU backend. whisper.cpp falls back to the
+    /// CPU by itself when it finds no GPU, but a broken driver can abort the process: callers
+    /// that must not die decide with [`device`]'s probe first (the CLI does).
     pub use_gpu: bool,
+    /// Which GPU (`gpu:N`), counted as [`device::list_devices`] numbers them.
+    pub gpu_device: usize,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +61,7 @@ impl Default for EngineOptions {
             vad_model: None,
             flash_attn: true,
             use_gpu: true,
+            gpu_device: 0,
         }
     }
 }
@@ -214,6 +220,7 @@ impl Engine {
         let mut params = WhisperContextParameters::default();
         params.flash_attn(options.flash_attn);
         params.use_gpu(options.use_gpu);
+        params.gpu_device(options.gpu_device.min(c_int::MAX as usize) as c_int);
         let path_str = model.to_str().ok_or_else(|| Error::Model {
             path: model.to_path_buf(),
             reason: "model path is not valid UTF-8".into(),
