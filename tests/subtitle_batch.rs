@@ -497,6 +497,19 @@ fn check_reports_every_rule_a_foreign_subtitle_file_breaks() {
             .all(|l| l.starts_with(&bad.display().to_string())),
         "{report}"
     );
+    // The same problems as JSON Lines for scripts.
+    let out = run(verbatim()
+        .args(["subtitle", "--check", "--report", "-"])
+        .arg(&bad));
+    assert_eq!(code(&out), 1);
+    let records: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), report.lines().count());
+    assert!(records
+        .iter()
+        .any(|r| r["rule"] == "overlap" && r["cue"] == 2));
     let out = run(verbatim().args(["subtitle", "--check"]).arg(&good));
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     assert!(stdout(&out).is_empty());

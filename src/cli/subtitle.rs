@@ -93,7 +93,8 @@ pub struct SubtitleArgs {
     overwrite: bool,
 
     /// Write one JSON line per file (path, status, audio_duration, outputs, language, error,
-    /// rule_violations, wall_seconds) to FILE.
+    /// rule_violations, wall_seconds) to FILE (`-`: standard output); with --check, one per
+    /// problem (file, cue, start, rule, detail).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     report: Option<PathBuf>,
 
@@ -495,12 +496,31 @@ fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> i32 {
         print_error("--check needs subtitle files (SRT or WebVTT)");
         return exit_code::USAGE;
     }
+    let mut report = match &args.report {
+        None => None,
+        Some(path) => match Report::create(path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                print_error(format!("{}: cannot write the report: {e}", path.display()));
+                return exit_code::FAILURE;
+            }
+        },
+    };
     let (mut problems, mut unreadable) = (0usize, 0usize);
     for path in &args.inputs {
         match verbatim::subtitle::check_file(path, rules) {
             Ok(violations) => {
                 for v in &violations {
-                    println!("{}: {v}", path.display());
+                    match &mut report {
+                        Some(r) => r.write(&serde_json::json!({
+                            "file": path.display().to_string(),
+                            "cue": v.cue,
+                            "start": v.start,
+                            "rule": v.rule,
+                            "detail": v.detail,
+                        })),
+                        None => println!("{}: {v}", path.display()),
+                    }
                 }
                 if !args.quiet {
                     eprintln!(
@@ -530,24 +550,31 @@ fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> i32 {
 
 /// The JSON Lines report, flushed after every record so a crash keeps what was done.
 struct Report {
-    file: File,
+    file: Box<dyn Write + Send>,
     path: PathBuf,
     failed: bool,
 }
 
 impl Report {
     fn create(path: &Path) -> std::io::Result<Report> {
+        if path.as_os_str() == "-" {
+            return Ok(Report {
+                file: Box::new(std::io::stdout()),
+                path: path.to_path_buf(),
+                failed: false,
+            });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         Ok(Report {
-            file: File::create(path)?,
+            file: Box::new(File::create(path)?),
             path: path.to_path_buf(),
             failed: false,
         })
     }
 
-    fn write(&mut self, record: &Record) {
+    fn write<T: serde::Serialize>(&mut self, record: &T) {
         let line = serde_json::to_string(record).unwrap_or_default();
         if let Err(e) = writeln!(self.file, "{line}").and_then(|_| self.file.flush()) {
             if !self.failed {
