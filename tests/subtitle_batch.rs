@@ -509,7 +509,7 @@ fn check_reports_every_rule_a_foreign_subtitle_file_breaks() {
     assert_eq!(records.len(), report.lines().count());
     assert!(records
         .iter()
-        .any(|r| r["rule"] == "overlap" && r["cue"] == 2));
+        .any(|r| r["rule"] == "overlap" && r["cue"] == 1));
     let out = run(verbatim().args(["subtitle", "--check"]).arg(&good));
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     assert!(stdout(&out).is_empty());
