@@ -361,3 +361,35 @@ fn help_documents_options_examples_and_exit_codes() {
     let out = run(verbatim().arg("--help"));
     assert!(stdout(&out).contains("Exit codes:"));
 }
+
+#[test]
+fn json_lines_on_stdout_carry_each_segment_and_its_source() {
+    let out = run(transcribe()
+        .arg("--json")
+        .arg(audio("jfk.flac"))
+        .arg(audio("1688-142285-0002.flac")));
+    assert!(out.status.success());
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let sources: Vec<&str> = lines
+        .iter()
+        .map(|l| l["source"].as_str().unwrap())
+        .collect();
+    assert!(sources[0].ends_with("jfk.flac"));
+    assert!(sources.last().unwrap().ends_with("1688-142285-0002.flac"));
+    let jfk: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["source"].as_str().unwrap().ends_with("jfk.flac"))
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        normalize_words(&jfk.join(" ")),
+        normalize_words(&reference("jfk.flac"))
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["end"].as_f64() > l["start"].as_f64()));
+}

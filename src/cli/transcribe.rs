@@ -183,6 +183,11 @@ pub struct TranscribeArgs {
     #[arg(long, help_heading = "Output")]
     no_timestamps: bool,
 
+    /// Print each segment on stdout as one JSON object per line (JSON Lines: source, start,
+    /// end, text, avg_logprob, no_speech_prob, flags, words), for scripts.
+    #[arg(long, help_heading = "Output", conflicts_with_all = ["timestamps", "no_timestamps"])]
+    json: bool,
+
     /// No progress bar and no warnings on stderr (errors are still printed).
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
@@ -233,7 +238,25 @@ fn timestamp(seconds: f64) -> String {
 }
 
 /// Prints a segment line on stdout.
+/// The input being transcribed, when `--json` asks for JSON Lines on stdout.
+static JSON_LINES: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Prints a segment as one JSON line for `source`.
+fn print_json_line(source: &Path, seg: &Segment) {
+    let mut value = serde_json::to_value(seg).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("source".into(), source.display().to_string().into());
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
 fn print_segment(seg: &Segment, with_times: bool) {
+    let json_source = JSON_LINES.lock().ok().and_then(|s| s.clone());
+    if let Some(source) = json_source {
+        return print_json_line(&source, seg);
+    }
     let label = seg
         .channel_label()
         .map(|l| format!("[{l}] "))
@@ -406,7 +429,12 @@ pub fn run(args: TranscribeArgs) -> i32 {
         if cancel.load(Ordering::SeqCst) {
             return exit_code::INTERRUPTED;
         }
-        if multiple {
+        if args.json {
+            // The source of each line is in the line itself.
+            if let Ok(mut source) = JSON_LINES.lock() {
+                *source = Some(input.clone());
+            }
+        } else if multiple {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "==> {} <==", input.display());
         }
