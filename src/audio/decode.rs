@@ -484,6 +484,24 @@ thread_local! {
     static IN_SYMPHONIA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Runs symphonia code with its panics caught and kept off stderr: a panic hook, installed
+/// once and wrapping the previous one, stays silent while this thread is inside symphonia.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static INSTALL_HOOK: std::sync::Once = std::sync::Once::new();
+    INSTALL_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_SYMPHONIA.with(|flag| flag.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was_inside = IN_SYMPHONIA.with(|flag| flag.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_SYMPHONIA.with(|flag| flag.set(was_inside));
+    result
+}
+
 /// Decodes with symphonia, turning a panic inside it into [`SymphoniaFailure::Corrupt`].
 ///
 /// symphonia 0.5 trusts some header fields in arithmetic (e.g. a WAVE_FORMAT_EXTENSIBLE
@@ -496,20 +514,7 @@ fn decode_symphonia(
     extension: Option<&str>,
     sink: &mut dyn PcmSink,
 ) -> std::result::Result<DecodeInfo, SymphoniaFailure> {
-    static INSTALL_HOOK: std::sync::Once = std::sync::Once::new();
-    INSTALL_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_SYMPHONIA.with(|flag| flag.get()) {
-                previous(info);
-            }
-        }));
-    });
-    let was_inside = IN_SYMPHONIA.with(|flag| flag.replace(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_symphonia_unguarded(source, extension, sink)
-    }));
-    IN_SYMPHONIA.with(|flag| flag.set(was_inside));
+    let result = quietly(|| decode_symphonia_unguarded(source, extension, sink));
     result.unwrap_or_else(|payload| {
         let detail = payload
             .downcast_ref::<&str>()

@@ -282,7 +282,7 @@ pub fn probe_duration(path: &Path) -> Option<f64> {
         hint.with_extension(ext);
     }
     // A malformed header may panic symphonia; a missing estimate is harmless.
-    let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let probed = super::decode::quietly(|| {
         symphonia::default::get_probe()
             .format(
                 &hint,
@@ -291,7 +291,7 @@ pub fn probe_duration(path: &Path) -> Option<f64> {
                 &MetadataOptions::default(),
             )
             .ok()
-    }))
+    })
     .ok()??;
     let track = probed.format.default_track()?;
     let frames = track.codec_params.n_frames?;
