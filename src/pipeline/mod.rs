@@ -355,6 +355,14 @@ fn run(
         }
     }
 
+    // The file's duration, as the whole-file path reports it: exact when the stream was read
+    // to its end, else (a --duration range) what the header says.
+    let read_to_end = range_end.is_none_or(|e| position < e);
+    summary.duration = if read_to_end {
+        position as f64 / SR as f64
+    } else {
+        stream.duration_hint.unwrap_or(summary.duration)
+    };
     // Finish every file: the tail, the aside text, the close; then rename into place.
     summary.language = language.unwrap_or_else(|| opts.language.clone().unwrap_or_default());
     let tail = Transcript {
