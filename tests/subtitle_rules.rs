@@ -282,6 +282,13 @@ fn check_stream(seed: u64, mode: Mode, rules: &Rules, strict: bool) -> usize {
                         .min(ms(cue.start) + ms(rules.max_duration));
                     if let Some(next) = cues.get(k + 1) {
                         limit = limit.min(ms(next.start) - ms(rules.min_gap));
+                    } else {
+                        // The last cue never outlasts the audio (min_gap before its end, which
+                        // is also where the next window of a long recording starts).
+                        let media_end = ms(transcript.duration);
+                        if media_end > last_end {
+                            limit = limit.min((media_end - ms(rules.min_gap)).max(last_end));
+                        }
                     }
                     assert!(
                         ms(cue.end) >= limit || ms(cue.end) == ms(cue.start) + 1,
