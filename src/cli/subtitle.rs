@@ -395,16 +395,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
         vad_options: VadOptions::default(),
         ..TranscribeOptions::default()
     };
-    let meta = JsonMeta {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        whisper_cpp_version: engine::whisper_cpp_version().to_string(),
-        model: info.path.display().to_string(),
-        model_type: info.kind.clone(),
-        multilingual: info.multilingual,
-        source: String::new(),
-        options: serde_json::to_value(&transcribe).unwrap_or_default(),
-        subtitle_rules: rules,
-    };
+    let meta = JsonMeta::for_run(&engine, String::new(), &transcribe, rules);
     let options = batch::BatchOptions {
         workers,
         transcribe,

@@ -453,12 +453,7 @@ pub fn run(args: TranscribeArgs) -> i32 {
             Err(Error::Cancelled) => {
                 let resumable = formats.first().is_some_and(|f| {
                     let out = output::output_path(input, args.output_dir.as_deref(), *f);
-                    verbatim::pipeline::checkpoint_path(&verbatim::pipeline::Outputs {
-                        files: vec![(*f, out)],
-                        meta: JsonMeta::default(),
-                        keep_words: false,
-                    })
-                    .is_some_and(|p| p.is_file())
+                    verbatim::pipeline::checkpoint_for(&out).is_file()
                 });
                 if resumable {
                     print_error(
@@ -574,16 +569,12 @@ fn transcribe_one(
     }
 
     if !formats.is_empty() {
-        let meta = JsonMeta {
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            whisper_cpp_version: engine::whisper_cpp_version().to_string(),
-            model: engine.model_info().path.display().to_string(),
-            model_type: engine.model_info().kind.clone(),
-            multilingual: engine.model_info().multilingual,
-            source: display.display().to_string(),
-            options: serde_json::to_value(options).unwrap_or_default(),
-            subtitle_rules: subtitle_rules.clone(),
-        };
+        let meta = JsonMeta::for_run(
+            engine,
+            display.display().to_string(),
+            options,
+            subtitle_rules.clone(),
+        );
         // Word times turned on only for the subtitle formats stay out of the others (JSON).
         let without_words = (!args.word_timestamps).then(|| {
             let mut t = merged.clone();
@@ -665,16 +656,12 @@ fn transcribe_streamed(
                 )
             })
             .collect(),
-        meta: JsonMeta {
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            whisper_cpp_version: engine::whisper_cpp_version().to_string(),
-            model: engine.model_info().path.display().to_string(),
-            model_type: engine.model_info().kind.clone(),
-            multilingual: engine.model_info().multilingual,
-            source: input.display().to_string(),
-            options: serde_json::to_value(options).unwrap_or_default(),
-            subtitle_rules: subtitle_rules.clone(),
-        },
+        meta: JsonMeta::for_run(
+            engine,
+            input.display().to_string(),
+            options,
+            subtitle_rules.clone(),
+        ),
         keep_words: args.word_timestamps,
     };
     let pipeline_options = verbatim::pipeline::PipelineOptions {

@@ -28,6 +28,29 @@ pub struct JsonMeta {
     pub subtitle_rules: crate::subtitle::Rules,
 }
 
+impl JsonMeta {
+    /// The context for a run of `engine` on `source` with `options`, laying subtitles out by
+    /// `subtitle_rules`.
+    pub fn for_run(
+        engine: &crate::engine::Engine,
+        source: String,
+        options: &crate::engine::TranscribeOptions,
+        subtitle_rules: crate::subtitle::Rules,
+    ) -> JsonMeta {
+        let info = engine.model_info();
+        JsonMeta {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            whisper_cpp_version: crate::engine::whisper_cpp_version().to_string(),
+            model: info.path.display().to_string(),
+            model_type: info.kind.clone(),
+            multilingual: info.multilingual,
+            source,
+            options: serde_json::to_value(options).unwrap_or_default(),
+            subtitle_rules,
+        }
+    }
+}
+
 /// JSON writer.
 pub struct JsonOutput;
 

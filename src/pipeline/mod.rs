@@ -107,10 +107,12 @@ fn partial_path(path: &Path, suffix: &str) -> PathBuf {
 
 /// The checkpoint file for a set of outputs: next to the first one.
 pub fn checkpoint_path(outputs: &Outputs) -> Option<PathBuf> {
-    outputs
-        .files
-        .first()
-        .map(|(_, p)| partial_path(p, ".checkpoint.json"))
+    outputs.files.first().map(|(_, p)| checkpoint_for(p))
+}
+
+/// The checkpoint of a run whose first output is `first_output`.
+pub fn checkpoint_for(first_output: &Path) -> PathBuf {
+    partial_path(first_output, ".checkpoint.json")
 }
 
 fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -773,17 +773,12 @@ fn run_job(
             Error::Input { .. } => ApiError::bad_request(Some("file"), e.to_string()),
             other => ApiError::internal(other.to_string()),
         })?;
-    let info = state.engine.model_info();
-    let meta = JsonMeta {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        whisper_cpp_version: engine::whisper_cpp_version().to_string(),
-        model: info.path.display().to_string(),
-        model_type: info.kind.clone(),
-        multilingual: info.multilingual,
-        source: file_name,
-        options: serde_json::to_value(&options).unwrap_or_default(),
-        subtitle_rules: state.options.subtitle_rules.clone(),
-    };
+    let meta = JsonMeta::for_run(
+        &state.engine,
+        file_name,
+        &options,
+        state.options.subtitle_rules.clone(),
+    );
     let response = openai::render(&openai::RenderInput {
         transcript: &transcript,
         engine: &state.engine,
