@@ -8,7 +8,8 @@
 //! ```
 //! Options: `--model PATH` (repeatable), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
 //! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
-//! and the policy: `--step S`, `--endpoint S`, `--min-context S`, `--beam N`.
+//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`, `--beam N`,
+//! and `--events FILE` (every event as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -54,11 +55,19 @@ fn main() {
     if let Some(v) = num("--beam") {
         dictation.transcribe.beam_size = v as usize;
     }
+    if let Some(v) = num("--max-window") {
+        dictation.max_window = v;
+    }
+    // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
+    let mut events_out = get("--events")
+        .pop()
+        .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("--events file")));
     println!(
-        "policy: step {} s, endpoint {} s, min context {} s, beam {}",
+        "policy: step {} s, endpoint {} s, min context {} s, max window {} s, beam {}",
         dictation.step,
         dictation.endpoint_silence,
         dictation.transcribe.min_context_seconds,
+        dictation.max_window,
         dictation.transcribe.beam_size
     );
     let stems: Vec<String> = match get("--files").pop() {
@@ -123,16 +132,24 @@ fn main() {
             let mut committed = Vec::new();
             let mut last_partial: Option<Instant> = None;
             let stop = AtomicBool::new(false);
-            let (summary, _) = session::run(&engine, &opts, &stop, &mut |e| match e {
-                Event::Commit { text, .. } => committed.push(text.clone()),
-                Event::Partial { .. } => {
-                    let now = Instant::now();
-                    if let Some(prev) = last_partial {
-                        intervals.push(now.duration_since(prev).as_secs_f64());
-                    }
-                    last_partial = Some(now);
+            let (summary, _) = session::run(&engine, &opts, &stop, &mut |e| {
+                if let Some(out) = events_out.as_mut() {
+                    use std::io::Write;
+                    let mut line = serde_json::to_value(e).expect("event serializes");
+                    line["file"] = stem.as_str().into();
+                    let _ = writeln!(out, "{line}");
                 }
-                Event::UtteranceEnd { .. } => last_partial = None,
+                match e {
+                    Event::Commit { text, .. } => committed.push(text.clone()),
+                    Event::Partial { .. } => {
+                        let now = Instant::now();
+                        if let Some(prev) = last_partial {
+                            intervals.push(now.duration_since(prev).as_secs_f64());
+                        }
+                        last_partial = Some(now);
+                    }
+                    Event::UtteranceEnd { .. } => last_partial = None,
+                }
             })
             .expect("session runs");
             latencies.extend(summary.stats.commit_latencies.iter().copied());

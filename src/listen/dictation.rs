@@ -464,15 +464,22 @@ impl<'e> Dictation<'e> {
     }
 
     /// Seconds between the arrival of audio time `t` and now.
+    ///
+    /// A pushed block's last sample arrived at the block's instant; an earlier sample of the
+    /// same block was captured earlier by its distance to the block's end (the source runs in
+    /// real time), so a backlog pushed in one block is not dated as if it had just arrived.
     fn latency_of(&self, t: f64) -> f64 {
         let sample = (t * RATE as f64) as usize;
-        let arrival = self
+        let Some(&(end, at)) = self
             .arrivals
             .iter()
             .find(|(end, _)| *end >= sample)
             .or(self.arrivals.back())
-            .map(|(_, at)| *at);
-        arrival.map_or(0.0, |at| at.elapsed().as_secs_f64())
+        else {
+            return 0.0;
+        };
+        let earlier = end.saturating_sub(sample) as f64 / RATE as f64;
+        at.elapsed().as_secs_f64() + earlier
     }
 }
 

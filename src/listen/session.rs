@@ -191,16 +191,26 @@ pub fn run(
                     break;
                 }
                 let mut end = (pos + chunk).min(samples.len());
-                if let Some(limit) = limit {
-                    end = end.min(limit);
-                }
-                let arrival = if *realtime {
+                if *realtime {
                     let due = started + Duration::from_secs_f64(end as f64 / 16_000.0);
                     let now = Instant::now();
                     if due > now {
                         std::thread::sleep(due - now);
+                    } else {
+                        // Behind (the last step took a while): like a microphone's ring buffer,
+                        // hand over everything captured by now in one block, so the next step
+                        // sees the newest audio rather than working through stale chunks.
+                        let captured = ((now - started).as_secs_f64() * 16_000.0) as usize;
+                        let whole = captured.saturating_sub(pos) / chunk * chunk;
+                        end = (pos + whole.max(chunk)).min(samples.len());
                     }
-                    due
+                }
+                if let Some(limit) = limit {
+                    end = end.min(limit);
+                }
+                // The block's last sample was captured when the replay clock reached it.
+                let arrival = if *realtime {
+                    started + Duration::from_secs_f64(end as f64 / 16_000.0)
                 } else {
                     Instant::now()
                 };
