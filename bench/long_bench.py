@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from bench import busy_cpu_s  # bench/bench.py: the script's folder is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SHARED = "/work/shared"
@@ -40,17 +42,6 @@ UTT_PATTERNS = ["1688-*.flac", "367-*.flac"]
 
 
 # ------------------------------------------------------------------ helpers
-def busy_cpu_s():
-    """System-wide non-idle CPU seconds so far (Linux /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def vmrss_bytes(pid):
     try:
         with open(f"/proc/{pid}/status") as f:

@@ -237,39 +237,41 @@ fn timestamp(seconds: f64) -> String {
     )
 }
 
-/// Prints a segment line on stdout.
-/// The input being transcribed, when `--json` asks for JSON Lines on stdout.
-static JSON_LINES: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-
-/// Prints a segment as one JSON line for `source`.
-fn print_json_line(source: &Path, seg: &Segment) {
-    let mut value = serde_json::to_value(seg).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("source".into(), source.display().to_string().into());
-    }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
+/// How segments are printed on stdout.
+#[derive(Debug, Clone, Copy)]
+enum Stdout {
+    /// Text, one segment per line, with `[start --> end]` when `with_times`.
+    Text { with_times: bool },
+    /// `--json`: one JSON object per segment, naming its source.
+    JsonLines,
 }
 
-fn print_segment(seg: &Segment, with_times: bool) {
-    let json_source = JSON_LINES.lock().ok().and_then(|s| s.clone());
-    if let Some(source) = json_source {
-        return print_json_line(&source, seg);
-    }
-    let label = seg
-        .channel_label()
-        .map(|l| format!("[{l}] "))
-        .unwrap_or_default();
-    let line = if with_times {
-        format!(
-            "[{} --> {}]  {label}{}",
-            timestamp(seg.start),
-            timestamp(seg.end),
-            seg.text
-        )
-    } else {
-        format!("{label}{}", seg.text)
+/// Prints a segment of `source` on stdout.
+fn print_segment(seg: &Segment, style: Stdout, source: &Path) {
+    let line = match style {
+        Stdout::JsonLines => {
+            let mut value = serde_json::to_value(seg).unwrap_or_default();
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("source".into(), source.display().to_string().into());
+            }
+            value.to_string()
+        }
+        Stdout::Text { with_times } => {
+            let label = seg
+                .channel_label()
+                .map(|l| format!("[{l}] "))
+                .unwrap_or_default();
+            if with_times {
+                format!(
+                    "[{} --> {}]  {label}{}",
+                    timestamp(seg.start),
+                    timestamp(seg.end),
+                    seg.text
+                )
+            } else {
+                format!("{label}{}", seg.text)
+            }
+        }
     };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a panic.
@@ -413,12 +415,12 @@ pub fn run(args: TranscribeArgs) -> i32 {
         ..TranscribeOptions::default()
     };
 
-    let with_times = if args.timestamps {
-        true
-    } else if args.no_timestamps {
-        false
+    let stdout = if args.json {
+        Stdout::JsonLines
     } else {
-        std::io::stdout().is_terminal()
+        Stdout::Text {
+            with_times: args.timestamps || (!args.no_timestamps && std::io::stdout().is_terminal()),
+        }
     };
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let multiple = args.inputs.len() > 1;
@@ -429,12 +431,8 @@ pub fn run(args: TranscribeArgs) -> i32 {
         if cancel.load(Ordering::SeqCst) {
             return exit_code::INTERRUPTED;
         }
-        if args.json {
-            // The source of each line is in the line itself.
-            if let Ok(mut source) = JSON_LINES.lock() {
-                *source = Some(input.clone());
-            }
-        } else if multiple {
+        // With --json the source of each line is in the line itself.
+        if multiple && !args.json {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "==> {} <==", input.display());
         }
@@ -445,7 +443,7 @@ pub fn run(args: TranscribeArgs) -> i32 {
             &args,
             &formats,
             &subtitle_rules,
-            with_times,
+            stdout,
             show_progress,
             &cancel,
         ) {
@@ -485,7 +483,7 @@ fn transcribe_one(
     args: &TranscribeArgs,
     formats: &[Format],
     subtitle_rules: &verbatim::subtitle::Rules,
-    with_times: bool,
+    stdout: Stdout,
     show_progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), Error> {
@@ -497,7 +495,7 @@ fn transcribe_one(
             args,
             formats,
             subtitle_rules,
-            with_times,
+            stdout,
             show_progress,
             cancel,
         );
@@ -530,8 +528,8 @@ fn transcribe_one(
     let mut merged = Transcript::default();
     for (i, stream) in prepared.streams.iter().enumerate() {
         let mut on_segment = |seg: &Segment| match &bar {
-            Some(b) => b.suspend(|| print_segment(seg, with_times)),
-            None => print_segment(seg, with_times),
+            Some(b) => b.suspend(|| print_segment(seg, stdout, input)),
+            None => print_segment(seg, stdout, input),
         };
         let mut on_progress = |fraction: f32| {
             if let Some(b) = &bar {
@@ -641,7 +639,7 @@ fn transcribe_streamed(
     args: &TranscribeArgs,
     formats: &[Format],
     subtitle_rules: &verbatim::subtitle::Rules,
-    with_times: bool,
+    stdout: Stdout,
     show_progress: bool,
     cancel: &AtomicBool,
 ) -> Result<(), Error> {
@@ -670,8 +668,8 @@ fn transcribe_streamed(
         resume: !args.restart,
     };
     let mut on_segment = |seg: &Segment| match &bar {
-        Some(b) => b.suspend(|| print_segment(seg, with_times)),
-        None => print_segment(seg, with_times),
+        Some(b) => b.suspend(|| print_segment(seg, stdout, input)),
+        None => print_segment(seg, stdout, input),
     };
     let mut on_progress = |fraction: f32| {
         if let Some(b) = &bar {
