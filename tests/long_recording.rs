@@ -1,7 +1,8 @@
 //! Long recordings: a 32-minute file built from the shared LibriSpeech utterances at known
 //! times (mostly silence, so the test stays quick) is transcribed window by window with exact
 //! times to its last minutes; a run killed halfway resumes from its checkpoint and ends with
-//! exactly the files an uninterrupted run writes.
+//! exactly the files an uninterrupted run writes; segments reach stdout while the file is still
+//! being read.
 
 mod common;
 
@@ -282,4 +283,48 @@ fn a_run_killed_halfway_resumes_and_ends_with_the_uninterrupted_runs_files() {
         .filter(|n| !matches!(n.as_str(), "day.srt" | "day.json" | "day.txt"))
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+#[test]
+fn first_segments_reach_stdout_while_the_rest_of_the_file_is_still_being_read() {
+    // 10 minutes, speech from 30 s on every 70 s, windows of 120 s.
+    let (dir, wav, placed) = fixture_len(8, 70, 10 * 60);
+    let out = dir.path().join("out");
+    let checkpoint = out.join("day.srt.checkpoint.json");
+    let mut child = long_transcribe_windows(&wav, &out, 120)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().expect("a first line").unwrap();
+    // The first segment is printed while the first windows are transcribed: the process is
+    // still running, no final output exists, and the checkpoint (written after each window)
+    // is at most two windows in.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process had finished when the first line arrived"
+    );
+    assert!(
+        !out.join("day.srt").exists(),
+        "the final SRT already existed"
+    );
+    if let Ok(text) = std::fs::read_to_string(&checkpoint) {
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let done = v["samples_done"].as_u64().unwrap() as f64 / SR as f64;
+        assert!(done <= 240.0, "first line only after {done} s of the file");
+    }
+    // And it is the first utterance's speech (most of its words are in its reference).
+    let first_words = normalize_words(&first);
+    let expected = normalize_words(&reference(&placed[0].name));
+    let known = first_words.iter().filter(|w| expected.contains(w)).count();
+    assert!(
+        !first_words.is_empty() && known * 2 > first_words.len(),
+        "first line {first:?} is not from {}",
+        placed[0].name
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(!rest.is_empty());
+    assert!(out.join("day.srt").is_file());
 }
