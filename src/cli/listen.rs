@@ -245,7 +245,7 @@ pub fn run(args: ListenArgs) -> i32 {
                 initial_prompt: args.prompt.clone(),
                 word_timestamps: true,
                 vad: false,
-                min_context_seconds: 5.0,
+                min_context_seconds: DictationOptions::default().transcribe.min_context_seconds,
                 reuse_state: true,
                 ..TranscribeOptions::default()
             },
