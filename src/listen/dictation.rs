@@ -389,16 +389,14 @@ impl<'e> Dictation<'e> {
         if first.start - self.buf_start as f64 / RATE as f64 > 1.0 {
             return 0;
         }
-        let tail: Vec<String> = self
+        let mut tail: Vec<String> = self
             .history
             .split_whitespace()
             .rev()
             .take(5)
             .map(norm)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
             .collect();
+        tail.reverse();
         (1..=tail.len().min(words.len()))
             .rev()
             .find(|&k| {
@@ -591,7 +589,8 @@ pub fn aligned_prefix(committed: &[Word], hypothesis: &[Word]) -> usize {
     if committed.is_empty() {
         return 0;
     }
-    let target: String = committed.iter().map(|w| norm(&w.text)).collect();
+    let a: Vec<String> = committed.iter().map(|w| norm(&w.text)).collect();
+    let target = a.concat();
     let mut acc = String::new();
     for (i, w) in hypothesis.iter().enumerate() {
         acc.push_str(&norm(&w.text));
@@ -602,13 +601,9 @@ pub fn aligned_prefix(committed: &[Word], hypothesis: &[Word]) -> usize {
             break;
         }
     }
-    let a: Vec<String> = committed.iter().map(|w| norm(&w.text)).collect();
     let b: Vec<String> = hypothesis.iter().map(|w| norm(&w.text)).collect();
     // Edit distance between all of `a` and each prefix of `b` (one row at a time).
-    let mut row: Vec<usize> = (0..=b.len()).map(|_| 0).collect();
-    for (j, cell) in row.iter_mut().enumerate() {
-        *cell = j;
-    }
+    let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, wa) in a.iter().enumerate() {
         let mut next = vec![i + 1; b.len() + 1];
         for (j, wb) in b.iter().enumerate() {
