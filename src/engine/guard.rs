@@ -136,6 +136,18 @@ fn whole_text_repeats(words: &[&str]) -> Option<usize> {
     })
 }
 
+/// Words a sentence needs before a verbatim copy of it right after itself counts as an echo.
+const ECHO_MIN_WORDS: usize = 5;
+
+/// Whether a segment whose normalized text is `current` merely echoes the segment before it
+/// (`previous`, normalized). Whisper, prompted with the text before, sometimes writes a short
+/// utterance twice, as two segments (tiny.en did so on a 32-minute recording); a speaker who
+/// says the same sentence of five words or more twice in a row is far rarer. Shorter phrases
+/// ("No, no." / "Thank you.") are left alone.
+pub fn echoes_previous(previous: Option<&str>, current: &str) -> bool {
+    previous == Some(current) && current.split_whitespace().count() >= ECHO_MIN_WORDS
+}
+
 /// Cuts every repetition loop from `text`. Returns the cleaned text and whether it changed.
 pub fn cut_repetitions(text: &str) -> (String, bool) {
     let mut words: Vec<&str> = text.split_whitespace().collect();
@@ -166,6 +178,16 @@ mod tests {
         assert!(is_phantom_phrase("you"));
         assert!(!is_phantom_phrase("Thank you for the report, Mr. Smith."));
         assert!(!is_phantom_phrase("And so my fellow Americans"));
+    }
+
+    #[test]
+    fn a_sentence_written_twice_in_a_row_is_an_echo() {
+        let s = normalize("You don't mean that you thought me so silly.");
+        assert!(echoes_previous(Some(&s), &s));
+        assert!(!echoes_previous(None, &s));
+        assert!(!echoes_previous(Some("something else was said"), &s));
+        let short = normalize("Thank you.");
+        assert!(!echoes_previous(Some(&short), &short));
     }
 
     #[test]

@@ -885,8 +885,12 @@ impl SegmentCollector<'_, '_> {
             } else if segment.avg_logprob < self.opts.logprob_threshold {
                 segment.flags.push(Flag::LowConfidence);
             }
-            // The same sentence three times in a row is a loop, not speech.
+            // The same sentence three times in a row is a loop, not speech; a long one twice
+            // is an echo of the prompt.
             let norm = guard::normalize(&segment.text);
+            if guard::echoes_previous(self.recent_texts.last().map(String::as_str), &norm) {
+                return;
+            }
             if self.recent_texts.len() >= 2
                 && self.recent_texts.iter().rev().take(2).all(|t| *t == norm)
             {
