@@ -8,7 +8,8 @@
 //! ```
 //! Options: `--model PATH` (repeatable), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
 //! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
-//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`, `--beam N`,
+//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`, `--hold-back S`,
+//! `--beam N`,
 //! and `--events FILE` (every event as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ fn main() {
     }
     if let Some(v) = num("--max-window") {
         dictation.max_window = v;
+    }
+    if let Some(v) = num("--hold-back") {
+        dictation.hold_back = v;
     }
     // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
     let mut events_out = get("--events")

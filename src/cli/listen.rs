@@ -110,7 +110,7 @@ pub struct ListenArgs {
     /// Re-transcribe the growing utterance after this much new audio (seconds).
     #[arg(
         long,
-        default_value_t = 2.0,
+        default_value_t = DictationOptions::default().step,
         value_name = "SECS",
         help_heading = "Dictation"
     )]
@@ -119,7 +119,7 @@ pub struct ListenArgs {
     /// Silence that ends an utterance (seconds).
     #[arg(
         long,
-        default_value_t = 0.8,
+        default_value_t = DictationOptions::default().endpoint_silence,
         value_name = "SECS",
         help_heading = "Dictation"
     )]
