@@ -9,8 +9,7 @@
 //! Options: `--model PATH` (repeatable), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
 //! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
 //! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`, `--hold-back S`,
-//! `--beam N`,
-//! and `--events FILE` (every event as JSON Lines, with its file).
+//! `--beam N`, and `--events FILE` (every event as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

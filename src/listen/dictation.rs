@@ -19,8 +19,6 @@ use crate::error::Error;
 use crate::Word;
 
 const RATE: usize = 16_000;
-/// An utterance shorter than this (seconds) gets the full 30 s context in its last pass.
-const SHORT_UTTERANCE: usize = 10;
 
 /// Tuning of the dictation policy.
 #[derive(Debug, Clone)]
@@ -52,10 +50,8 @@ impl Default for DictationOptions {
             // commit latency p50 2.04 s / p95 4.56 s. Step 0.5 s, hold-back 0.5 s, endpoint
             // 0.6 s, 15 s of context and end-of-speech checks every 0.25 s between steps gave
             // 15.29-16.52 %, p50 1.10-1.34 s, p95 2.12-2.89 s (two runs), but the checks ended
-            // JFK's sentence at its first pause and greedy decoding then read the short
-            // phrase as "And so am I fellow Americans" (the microphone test), so that policy
-            // is not the default (the checks are not kept; `step`, `endpoint_silence`,
-            // `hold_back` and the context stay settable).
+            // JFK's sentence at its first pause and greedy decoding read the short phrase as
+            // "And so am I fellow Americans" (the microphone test): not the default.
             step: 2.0,
             endpoint_silence: 0.8,
             preroll: 0.3,
@@ -335,12 +331,6 @@ impl<'e> Dictation<'e> {
     /// Transcribes the buffer up to absolute sample `end` and returns its words (absolute
     /// times).
     fn hypothesis(&mut self, end: usize) -> Result<Vec<Word>, Error> {
-        let context = self.opts.transcribe.min_context_seconds;
-        self.hypothesis_with_context(end, context)
-    }
-
-    /// [`Self::hypothesis`] with at least `context` seconds of encoder context.
-    fn hypothesis_with_context(&mut self, end: usize, context: f64) -> Result<Vec<Word>, Error> {
         self.stats.steps += 1;
         let end = end.clamp(self.buf_start, self.buf_start + self.audio.len());
         let audio = &self.audio[..end - self.buf_start];
@@ -352,7 +342,7 @@ impl<'e> Dictation<'e> {
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
-        opts.min_context_seconds = context;
+        opts.min_context_seconds = self.opts.transcribe.min_context_seconds;
         opts.reuse_state = true;
         opts.offset = 0.0;
         opts.duration = None;
@@ -462,17 +452,7 @@ impl<'e> Dictation<'e> {
     fn end_utterance(&mut self, end: usize) -> Result<Vec<Event>, Error> {
         let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
         let end = (end + pad).min(self.total);
-        // The last pass decides every word not committed yet. A short utterance gets whisper's
-        // full 30 s context, as it was trained: read with 15 s, "And so my fellow Americans"
-        // came out "And so am I fellow Americans". (All utterances at 30 s: WER 16.29 %
-        // against 15.29 %, one run each; longer ones have context of their own.)
-        let short = end.saturating_sub(self.buf_start) < SHORT_UTTERANCE * RATE;
-        let context = if short {
-            30.0
-        } else {
-            self.opts.transcribe.min_context_seconds
-        };
-        let hypothesis = self.hypothesis_with_context(end, context)?;
+        let hypothesis = self.hypothesis(end)?;
         let done = aligned_prefix(&self.committed, &hypothesis);
         let mut events = Vec::new();
         if hypothesis.len() > done {
