@@ -2,14 +2,22 @@
 //! commit latency, partial update interval, worker real-time factor, dropped audio and WER
 //! against offline transcription with the same model, measured in the same run.
 //!
+//! Commit latency is dated two ways. The main columns take the end of the last committed word
+//! from the offline transcript (full context, beam search, VAD-snapped word times), matched
+//! to the committed words by alignment: whisper's word times inside a live hypothesis drift by
+//! seconds, both ways. The column "whisper's word times" dates commits as `verbatim listen`
+//! itself does (the `latency` of its events).
+//!
 //! ```sh
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-tiny.en.bin
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-base-q5_1.bin --fast
 //! ```
-//! Options: `--model PATH` (repeatable), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
+//! Options: `--model PATH` (repeatable), `--language CODE` (default en), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
 //! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
-//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`, `--hold-back S`,
-//! `--beam N`, and `--events FILE` (every event as JSON Lines, with its file).
+//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`,
+//! `--hold-back S`, `--hold-back-words N`, `--first-commit-after S`, `--preroll S`,
+//! `--temperature-increment T`, `--beam N`, `--final-beam N`, and `--events FILE` (every event
+//! as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -43,6 +51,9 @@ fn main() {
     let audio = shared.join("audio");
     let num = |flag: &str| get(flag).pop().and_then(|v| v.parse::<f64>().ok());
     let mut dictation = DictationOptions::default();
+    // As `verbatim listen` (whose --language defaults to en): no language detection per step
+    // on multilingual models.
+    dictation.transcribe.language = Some(get("--language").pop().unwrap_or_else(|| "en".into()));
     if let Some(v) = num("--step") {
         dictation.step = v;
     }
@@ -57,6 +68,21 @@ fn main() {
     }
     if let Some(v) = num("--max-window") {
         dictation.max_window = v;
+    }
+    if let Some(v) = num("--hold-back-words") {
+        dictation.hold_back_words = v as usize;
+    }
+    if let Some(v) = num("--first-commit-after") {
+        dictation.first_commit_after = v;
+    }
+    if let Some(v) = num("--preroll") {
+        dictation.preroll = v;
+    }
+    if let Some(v) = num("--final-beam") {
+        dictation.final_beam_size = v as usize;
+    }
+    if let Some(v) = num("--temperature-increment") {
+        dictation.transcribe.temperature_increment = v as f32;
     }
     if let Some(v) = num("--hold-back") {
         dictation.hold_back = v;
@@ -103,9 +129,9 @@ fn main() {
         stems.len()
     );
     println!(
-        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | partial interval | worker RTF | dropped s |"
+        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | commit p50 / p95 / max, whisper's word times | partial interval | worker RTF | dropped s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for model in &models {
         let engine = Engine::load(
             model,
@@ -117,6 +143,7 @@ fn main() {
         .expect("model loads");
         let (mut errs_l, mut errs_o, mut words) = (0usize, 0usize, 0usize);
         let mut latencies = Vec::new();
+        let mut ref_latencies = Vec::new();
         let mut intervals = Vec::new();
         let (mut audio_s, mut compute_s, mut dropped) = (0.0, 0.0, 0.0);
         for stem in &stems {
@@ -133,6 +160,9 @@ fn main() {
                 dictation: dictation.clone(),
             };
             let mut committed = Vec::new();
+            // (live latency, estimated end of the last word, words so far) per commit.
+            let mut commits: Vec<(f64, f64, usize)> = Vec::new();
+            let mut committed_words = 0usize;
             let mut last_partial: Option<Instant> = None;
             let stop = AtomicBool::new(false);
             let (summary, _) = session::run(&engine, &opts, &stop, &mut |e| {
@@ -143,7 +173,13 @@ fn main() {
                     let _ = writeln!(out, "{line}");
                 }
                 match e {
-                    Event::Commit { text, .. } => committed.push(text.clone()),
+                    Event::Commit {
+                        text, latency, end, ..
+                    } => {
+                        committed.push(text.clone());
+                        committed_words += norm(text).len();
+                        commits.push((*latency, *end, committed_words));
+                    }
                     Event::Partial { .. } => {
                         let now = Instant::now();
                         if let Some(prev) = last_partial {
@@ -160,7 +196,26 @@ fn main() {
             compute_s += summary.stats.compute_seconds;
             dropped += summary.dropped_seconds;
             let listened = committed.join(" ");
-            let offline = offline_text(&engine, &file);
+            let (offline, offline_words) = offline_text(&engine, &file);
+            // Whisper's word times in a live hypothesis can be seconds off (a late date makes a
+            // commit look quick, an early one slow), so each commit is also dated by the end of
+            // its last word in the offline transcript (full context, beam search, VAD-snapped
+            // times), matched by word alignment. The replay hands sample s over at
+            // start + s / 16 kHz, so the commit happened at `end + latency` on that clock.
+            let heard = norm(&listened);
+            let matched = align(
+                &heard,
+                &offline_words
+                    .iter()
+                    .map(|w| w.0.clone())
+                    .collect::<Vec<_>>(),
+            );
+            for &(latency, end, upto) in &commits {
+                let found = (0..upto.min(matched.len())).rev().find_map(|i| matched[i]);
+                if let Some(j) = found {
+                    ref_latencies.push(latency + end - offline_words[j].1);
+                }
+            }
             let r = norm(&reference);
             words += r.len();
             errs_l += edit_distance(&r, &norm(&listened));
@@ -168,12 +223,16 @@ fn main() {
         }
         let pct = |e: usize| 100.0 * e as f64 / words.max(1) as f64;
         let p = |q: f64| percentile(&latencies, q);
+        let r = |q: f64| percentile(&ref_latencies, q);
         println!(
-            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} s | {:.2} | {:.2} |",
             model.file_name().unwrap().to_string_lossy(),
             audio_s,
             pct(errs_l),
             pct(errs_o),
+            r(50.0),
+            r(95.0),
+            r(100.0),
             p(50.0),
             p(95.0),
             p(100.0),
@@ -194,8 +253,9 @@ fn find(dir: &Path, stem: &str) -> PathBuf {
     panic!("no audio for {stem} in {}", dir.display());
 }
 
-/// Offline transcription with verbatim's defaults (VAD, beam 5), for the WER comparison.
-fn offline_text(engine: &Engine, file: &Path) -> String {
+/// Offline transcription with verbatim's defaults (VAD, beam 5), for the WER comparison, and
+/// its words (normalized) with their end times, to date commits.
+fn offline_text(engine: &Engine, file: &Path) -> (String, Vec<(String, f64)>) {
     let prepared = verbatim::audio::load(
         &verbatim::audio::InputSource::Path(file.to_path_buf()),
         false,
@@ -206,15 +266,60 @@ fn offline_text(engine: &Engine, file: &Path) -> String {
             file,
             &prepared.streams[0],
             None,
-            &TranscribeOptions::default(),
+            &TranscribeOptions {
+                word_timestamps: true,
+                ..TranscribeOptions::default()
+            },
             &mut Hooks::default(),
         )
         .expect("transcribes");
-    t.segments
+    let text = t
+        .segments
         .iter()
         .map(|s| s.text.trim())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let words = t
+        .segments
+        .iter()
+        .flat_map(|s| s.words.iter().flatten())
+        .flat_map(|w| norm(&w.text).into_iter().map(move |n| (n, w.end)))
+        .collect();
+    (text, words)
+}
+
+/// For each word of `a`, the index of the word of `b` it is paired with in a minimal edit
+/// alignment (equal or substituted), or `None` where it is an insertion.
+fn align(a: &[String], b: &[String]) -> Vec<Option<usize>> {
+    let (m, n) = (a.len(), b.len());
+    let mut d = vec![vec![0usize; n + 1]; m + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=m {
+        for j in 1..=n {
+            d[i][j] = (d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]))
+                .min(d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1);
+        }
+    }
+    let mut out = vec![None; m];
+    let (mut i, mut j) = (m, n);
+    while i > 0 && j > 0 {
+        if d[i][j] == d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]) {
+            out[i - 1] = Some(j - 1);
+            i -= 1;
+            j -= 1;
+        } else if d[i][j] == d[i - 1][j] + 1 {
+            i -= 1;
+        } else {
+            j -= 1;
+        }
+    }
+    out
 }
 
 fn norm(text: &str) -> Vec<String> {

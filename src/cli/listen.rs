@@ -103,8 +103,14 @@ pub struct ListenArgs {
     #[arg(short, long, default_value_t = verbatim::engine::default_threads(), value_name = "N", help_heading = "Decoding")]
     threads: usize,
 
-    /// Beam size (1 = greedy, fastest).
-    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Decoding")]
+    /// Beam size of each re-transcription (1 = greedy, fastest); the pass that ends an
+    /// utterance uses at least 5.
+    #[arg(
+        long,
+        default_value_t = DictationOptions::default().transcribe.beam_size,
+        value_name = "N",
+        help_heading = "Decoding"
+    )]
     beam_size: usize,
 
     /// Re-transcribe the growing utterance after this much new audio (seconds).
@@ -241,13 +247,8 @@ pub fn run(args: ListenArgs) -> i32 {
                 language: Some(language),
                 threads: args.threads.max(1),
                 beam_size: args.beam_size.max(1),
-                best_of: 1,
                 initial_prompt: args.prompt.clone(),
-                word_timestamps: true,
-                vad: false,
-                min_context_seconds: DictationOptions::default().transcribe.min_context_seconds,
-                reuse_state: true,
-                ..TranscribeOptions::default()
+                ..DictationOptions::default().transcribe
             },
             vad: VadOptions {
                 threshold: args.vad_threshold.clamp(0.01, 0.99),

@@ -114,6 +114,10 @@ pub struct TranscribeOptions {
     /// temperature fallback then draws from a state's running random generator, so results can
     /// depend on earlier calls; file transcription keeps a fresh state per call.
     pub reuse_state: bool,
+    /// Stop decoding a window after this many tokens (0: no limit). Dictation bounds each
+    /// re-transcription by the audio's length, so a hallucination loop on a short clip cannot
+    /// stall the live text.
+    pub max_tokens: usize,
 }
 
 impl Default for TranscribeOptions {
@@ -137,6 +141,7 @@ impl Default for TranscribeOptions {
             duration: None,
             min_context_seconds: 0.0,
             reuse_state: false,
+            max_tokens: 0,
         }
     }
 }
@@ -415,6 +420,7 @@ impl Engine {
         params.set_no_speech_thold(opts.no_speech_threshold);
         params.set_logprob_thold(opts.logprob_threshold);
         params.set_token_timestamps(true);
+        params.set_max_tokens(opts.max_tokens.min(c_int::MAX as usize) as c_int);
         params.set_suppress_nst(true);
         params.set_print_progress(false);
         params.set_print_realtime(false);

@@ -36,6 +36,20 @@ pub struct DictationOptions {
     /// agreement (seconds): it may be cut off, and two hypotheses on almost the same audio
     /// agree on a cut word as readily as on a whole one. It waits for the next step.
     pub hold_back: f64,
+    /// No words of an utterance are committed by agreement before it has this much audio
+    /// (seconds, from the start of its pre-roll).
+    pub first_commit_after: f64,
+    /// While the speaker goes on, the last this-many words of a hypothesis are not committed
+    /// by agreement: the end of the audio may cut them off. Counted in words, not seconds,
+    /// because whisper's word times in a live hypothesis drift by seconds. When set, a
+    /// hypothesis made during a pause stops at the end of the speech (plus the VAD pad), as
+    /// nothing else keeps words invented over the silence from being agreed on. 0 = off.
+    pub hold_back_words: usize,
+    /// Beam size of the pass that ends an utterance, which commits whatever agreement has
+    /// not: its words are final at once, so they get beam search even where the steps decode
+    /// greedily (a short phrase such as JFK's "And so my fellow Americans" read greedily as
+    /// "And so am I fellow Americans"). At most `transcribe.beam_size` has no effect.
+    pub final_beam_size: usize,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
     /// Silero settings.
@@ -45,24 +59,32 @@ pub struct DictationOptions {
 impl Default for DictationOptions {
     fn default() -> Self {
         DictationOptions {
-            // Replaying the long file and the 22 LibriSpeech clips in real time (tiny.en,
-            // 2 cores, 2026-12-01; offline WER 12.83 %): these defaults gave WER 14.84 %,
-            // commit latency p50 2.04 s / p95 4.56 s. Step 0.5 s, hold-back 0.5 s, endpoint
-            // 0.6 s, 15 s of context and end-of-speech checks every 0.25 s between steps gave
-            // 15.29-16.52 %, p50 1.10-1.34 s, p95 2.12-2.89 s (two runs), but the checks ended
-            // JFK's sentence at its first pause and greedy decoding read the short phrase as
-            // "And so am I fellow Americans" (the microphone test): not the default.
-            step: 2.0,
+            // Replaying the long file and the 22 LibriSpeech clips (tiny.en, 2 cores,
+            // 2026-12-01, offline WER 12.83 %), commit latency dated by the offline
+            // transcript's word times: these defaults gave WER 14.84 % in real time, p50
+            // 1.18 s, p95 5.72 s (whisper's late word times make the time-based hold-back let
+            // one word through per step). Holding back one word instead (`hold_back_words` 1,
+            // `first_commit_after` 1.5, `preroll` 0.5) gave p50 0.97 s, p95 2.02 s at WER
+            // 16.29 %, over the 3-point limit the replay test enforces: not the default.
+            step: 0.5,
             endpoint_silence: 0.8,
             preroll: 0.3,
-            max_window: 15.0,
-            hold_back: 0.0,
+            max_window: 8.0,
+            hold_back: 0.5,
+            hold_back_words: 0,
+            first_commit_after: 0.0,
+            final_beam_size: 5,
             transcribe: TranscribeOptions {
-                // Whisper's full 30 s encoder context, as it was trained, even for a few
-                // seconds of audio: replaying the long file and the 22 LibriSpeech clips,
-                // WER 14.06 % against 15.62 % with a 5 s minimum (offline 12.61 %).
-                min_context_seconds: 30.0,
+                // At least 10 s of encoder context, and an 8 s window: with 0.5 s steps a
+                // 30 s context cost 0.6-0.9 s a step; fast replay, WER 15.85 % at 10 s / 8 s
+                // against 18.64 % at 15 s / 15 s (offline 12.83 %), worker RTF 0.65 vs 0.90.
+                min_context_seconds: 10.0,
                 reuse_state: true,
+                // No temperature fallback: a re-transcription that decodes badly is followed
+                // by another within a step, and agreement will not commit it; re-decoding at
+                // rising temperatures could take seconds (1.7 s for a 0.8 s clip, measured)
+                // and stall every live word behind it.
+                temperature_increment: 0.0,
                 beam_size: 1,
                 best_of: 1,
                 word_timestamps: true,
@@ -298,10 +320,33 @@ impl<'e> Dictation<'e> {
             return self.end_utterance(end);
         }
 
-        let hypothesis = self.hypothesis(self.total)?;
+        // Once the speaker pauses, the hypothesis covers the speech and a pad, not the
+        // silence after it: whisper invents words over silence ("Ladies and gentlemen" in a
+        // half-second gap, committed by two hypotheses that agreed on it).
+        // This goes with the word-count hold-back: the time-based one already keeps words
+        // near the end of the audio, where such inventions sit, from being committed.
+        let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
+        let talking = silence <= pad;
+        let end = match last_speech_end {
+            Some(end) if !talking && self.opts.hold_back_words > 0 => self.buf_start + end + pad,
+            _ => self.total,
+        };
+        let hypothesis = self.hypothesis(end, false)?;
         let mut events = Vec::new();
         let done = aligned_prefix(&self.committed, &hypothesis);
         let mut agreed = agreement(&self.previous, &hypothesis);
+        // Two hypotheses of the first second of an utterance agree on a misread first word
+        // as readily as on the right one ("why" for "well", "the" for "but"): nothing is
+        // committed by agreement before the utterance has `first_commit_after` of audio.
+        if (end as f64 / RATE as f64) - self.utterance_start < self.opts.first_commit_after {
+            agreed = 0;
+        }
+        // While the speaker goes on, the last words of a hypothesis may be cut off by the end
+        // of the audio; after a pause they are whole.
+        if talking && self.opts.hold_back_words > 0 {
+            let whole = hypothesis.len().saturating_sub(self.opts.hold_back_words);
+            agreed = agreed.min(whole.max(done));
+        }
         if self.opts.hold_back > 0.0 {
             let settled = settled_prefix(&hypothesis, self.audio_time() - self.opts.hold_back);
             agreed = agreed.min(settled.max(done));
@@ -329,8 +374,9 @@ impl<'e> Dictation<'e> {
     }
 
     /// Transcribes the buffer up to absolute sample `end` and returns its words (absolute
-    /// times).
-    fn hypothesis(&mut self, end: usize) -> Result<Vec<Word>, Error> {
+    /// times). `last` marks the pass at the end of an utterance, which decodes with
+    /// `final_beam_size`.
+    fn hypothesis(&mut self, end: usize, last: bool) -> Result<Vec<Word>, Error> {
         self.stats.steps += 1;
         let end = end.clamp(self.buf_start, self.buf_start + self.audio.len());
         let audio = &self.audio[..end - self.buf_start];
@@ -338,12 +384,18 @@ impl<'e> Dictation<'e> {
             return Ok(Vec::new());
         }
         let mut opts = self.opts.transcribe.clone();
+        if last && self.opts.final_beam_size > opts.beam_size {
+            opts.beam_size = self.opts.final_beam_size;
+        }
         let prompt = self.prompt();
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
         opts.min_context_seconds = self.opts.transcribe.min_context_seconds;
         opts.reuse_state = true;
+        // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
+        // for any real text, and cuts a hallucination loop short.
+        opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
         opts.offset = 0.0;
         opts.duration = None;
         let transcript = self.engine.transcribe(
@@ -354,34 +406,56 @@ impl<'e> Dictation<'e> {
             &mut Hooks::default(),
         )?;
         let offset = self.buf_start as f64 / RATE as f64;
-        // On a clip that ends in silence, small models often repeat the last sentence as a
-        // new segment ("... Americans. And so my fellow Americans."): drop such repeats.
-        let mut segments: Vec<&crate::Segment> = Vec::new();
+        // On a clip that ends in silence, small models often repeat what was just said as new
+        // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
+        // two or three times over): drop segments that repeat the words before them.
+        let mut context: Vec<String> = self
+            .history
+            .split_whitespace()
+            .rev()
+            .take(30)
+            .map(norm)
+            .collect();
+        context.reverse();
+        let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
         for seg in &transcript.segments {
-            let repeat = segments
-                .last()
-                .is_some_and(|prev| norm(&prev.text) == norm(&seg.text));
-            if !repeat {
-                segments.push(seg);
+            let words: Vec<&Word> = seg
+                .words
+                .iter()
+                .flatten()
+                .filter(|w| !norm(&w.text).is_empty())
+                .collect();
+            let normed: Vec<String> = words.iter().map(|w| norm(&w.text)).collect();
+            if !words.is_empty() && !repeats(&context, &normed) {
+                context.extend(normed);
+                kept.push((seg, words));
             }
         }
+        // The encoder sees at least `min_context_seconds`, the audio padded with silence, and
+        // whisper sometimes reads words into that padding ("... workhouse. Alexa is a girl."
+        // after a 3.5 s clip): a word that starts after the audio ends was never said.
+        let audio_end = offset + audio.len() as f64 / RATE as f64;
         let mut words: Vec<Word> = Vec::new();
         self.boundaries.clear();
-        for seg in segments {
+        for (seg, seg_words) in kept {
+            let before = words.len();
             words.extend(
-                seg.words
-                    .iter()
-                    .flatten()
-                    .filter(|w| !w.text.trim().is_empty())
+                seg_words
+                    .into_iter()
+                    .filter(|w| w.start + offset < audio_end)
                     .map(|w| Word {
                         text: w.text.clone(),
                         start: w.start + offset,
-                        end: w.end + offset,
+                        end: (w.end + offset).min(audio_end),
                         probability: w.probability,
                     }),
             );
-            self.boundaries.push((words.len(), seg.end + offset));
+            if words.len() > before {
+                self.boundaries
+                    .push((words.len(), (seg.end + offset).min(audio_end)));
+            }
         }
+        monotonic(&mut words);
         let dropped = self.history_overlap(&words);
         if dropped > 0 {
             words.drain(..dropped);
@@ -452,7 +526,7 @@ impl<'e> Dictation<'e> {
     fn end_utterance(&mut self, end: usize) -> Result<Vec<Event>, Error> {
         let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
         let end = (end + pad).min(self.total);
-        let hypothesis = self.hypothesis(end)?;
+        let hypothesis = self.hypothesis(end, true)?;
         let done = aligned_prefix(&self.committed, &hypothesis);
         let mut events = Vec::new();
         if hypothesis.len() > done {
@@ -482,7 +556,17 @@ impl<'e> Dictation<'e> {
         Ok(events)
     }
 
-    fn commit(&mut self, words: Vec<Word>) -> Event {
+    fn commit(&mut self, mut words: Vec<Word>) -> Event {
+        // A committed word cannot end before the words committed ahead of it; whisper's token
+        // times sometimes collapse a segment onto its start ("bondage. Everyone" at
+        // 22.07-22.22 s, said at 26 s), which would misdate the commit by seconds.
+        if let Some(last) = self.utterance.last() {
+            let floor = last.end;
+            for w in &mut words {
+                w.start = w.start.max(floor);
+                w.end = w.end.max(floor);
+            }
+        }
         let start = words.first().map_or(0.0, |w| w.start);
         let end = words.last().map_or(0.0, |w| w.end);
         let latency = self.latency_of(end);
@@ -515,6 +599,14 @@ impl<'e> Dictation<'e> {
         else {
             return;
         };
+        // Whisper's times near the end of the audio collapse onto it; a segment "ending" there
+        // is no pause to cut at, and cutting would drop the speech not yet committed (seen:
+        // "with the southern tribes of Benjamin and Judah were" lost). Cut only well inside
+        // the buffer.
+        let buffer_end = (self.buf_start + self.audio.len()) as f64 / RATE as f64;
+        if end > buffer_end - 1.0 {
+            return;
+        }
         let cut_at = ((end * RATE as f64) as usize).max(self.buf_start);
         let cut = (cut_at - self.buf_start).min(self.audio.len());
         if cut == 0 {
@@ -584,6 +676,29 @@ fn norm(word: &str) -> String {
         .collect()
 }
 
+/// Whether a segment's `words` repeat what came just before them (`context`, normalized
+/// words): they are the last words of the context, or, three words or more, they occur in it
+/// word for word. Whisper's echo of its prompt or of its own last sentence looks like this;
+/// speech rarely repeats a phrase within a few seconds.
+fn repeats(context: &[String], words: &[String]) -> bool {
+    if words.is_empty() || words.len() > context.len() {
+        return false;
+    }
+    context.ends_with(words)
+        || (words.len() >= 3 && context.windows(words.len()).any(|w| w == words))
+}
+
+/// Makes word times non-decreasing: a word starts no earlier than the word before it, and
+/// ends no earlier than it starts or than the word before it ends.
+fn monotonic(words: &mut [Word]) {
+    for i in 1..words.len() {
+        let (start, end) = (words[i - 1].start, words[i - 1].end);
+        let w = &mut words[i];
+        w.start = w.start.max(start);
+        w.end = w.end.max(w.start).max(end);
+    }
+}
+
 /// LocalAgreement-2: how many leading words two consecutive hypotheses share.
 pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
     previous
@@ -649,6 +764,36 @@ mod tests {
             end,
             probability: 1.0,
         }
+    }
+
+    #[test]
+    fn echoed_segments_are_recognised() {
+        let v = |t: &str| t.split_whitespace().map(norm).collect::<Vec<_>>();
+        let context = v("the later traditions tend to extend the period.");
+        assert!(repeats(
+            &context,
+            &v("The later traditions tend to extend the period.")
+        ));
+        assert!(repeats(&context, &v("the period.")));
+        assert!(repeats(&context, &v("The later traditions tend to")));
+        assert!(!repeats(&context, &v("But I am")));
+        // Two words are only an echo at the very end: "the later" may well be said again.
+        assert!(!repeats(&context, &v("the later")));
+        assert!(!repeats(&[], &v("And so")));
+        assert!(!repeats(&context, &[]));
+    }
+
+    #[test]
+    fn word_times_never_go_back() {
+        let mut h = vec![
+            w("the", 5.0, 5.2),
+            w("bondage", 5.2, 5.9),
+            w("everyone", 1.0, 1.1),
+            w("whose", 6.0, 6.2),
+        ];
+        monotonic(&mut h);
+        let times: Vec<(f64, f64)> = h.iter().map(|w| (w.start, w.end)).collect();
+        assert_eq!(times, vec![(5.0, 5.2), (5.2, 5.9), (5.2, 5.9), (6.0, 6.2)]);
     }
 
     #[test]
