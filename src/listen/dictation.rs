@@ -527,7 +527,16 @@ impl<'e> Dictation<'e> {
         let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
         let end = (end + pad).min(self.total);
         let hypothesis = self.hypothesis(end, true)?;
-        let done = aligned_prefix(&self.committed, &hypothesis);
+        let mut done = aligned_prefix(&self.committed, &hypothesis);
+        // A last pass that starts by repeating the last committed word ("And so my fellow"
+        // committed, then "fellow Americans!": CI, 2026-12-01) re-read it at the seam; drop
+        // the repeat. Only here, where no later hypothesis is aligned against the committed
+        // words; a real "that that" across this seam loses one word.
+        if let (Some(last), Some(first)) = (self.utterance.last(), hypothesis.get(done)) {
+            if hypothesis.len() > done + 1 && norm(&last.text) == norm(&first.text) {
+                done += 1;
+            }
+        }
         let mut events = Vec::new();
         if hypothesis.len() > done {
             events.push(self.commit(hypothesis[done..].to_vec()));
