@@ -288,9 +288,9 @@ fn offline_text(engine: &Engine, file: &Path) -> (String, Vec<(String, f64)>) {
     (text, words)
 }
 
-/// For each word of `a`, the index of the word of `b` it is paired with in a minimal edit
-/// alignment (equal or substituted), or `None` where it is an insertion.
-fn align(a: &[String], b: &[String]) -> Vec<Option<usize>> {
+/// Edit-distance table between word lists `a` and `b`: `d[i][j]` is the distance between the
+/// first `i` words of `a` and the first `j` of `b`.
+fn distances(a: &[String], b: &[String]) -> Vec<Vec<usize>> {
     let (m, n) = (a.len(), b.len());
     let mut d = vec![vec![0usize; n + 1]; m + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -306,6 +306,14 @@ fn align(a: &[String], b: &[String]) -> Vec<Option<usize>> {
                 .min(d[i][j - 1] + 1);
         }
     }
+    d
+}
+
+/// For each word of `a`, the index of the word of `b` it is paired with in a minimal edit
+/// alignment (equal or substituted), or `None` where it is an insertion.
+fn align(a: &[String], b: &[String]) -> Vec<Option<usize>> {
+    let d = distances(a, b);
+    let (m, n) = (a.len(), b.len());
     let mut out = vec![None; m];
     let (mut i, mut j) = (m, n);
     while i > 0 && j > 0 {
@@ -335,17 +343,7 @@ fn norm(text: &str) -> Vec<String> {
 }
 
 fn edit_distance(a: &[String], b: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    distances(a, b)[a.len()][b.len()]
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {

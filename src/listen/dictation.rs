@@ -389,7 +389,6 @@ impl<'e> Dictation<'e> {
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
-        opts.min_context_seconds = self.opts.transcribe.min_context_seconds;
         opts.reuse_state = true;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
         // for any real text, and cuts a hallucination loop short.
@@ -417,13 +416,13 @@ impl<'e> Dictation<'e> {
         context.reverse();
         let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
         for seg in &transcript.segments {
-            let words: Vec<&Word> = seg
+            let (words, normed): (Vec<&Word>, Vec<String>) = seg
                 .words
                 .iter()
                 .flatten()
-                .filter(|w| !norm(&w.text).is_empty())
-                .collect();
-            let normed: Vec<String> = words.iter().map(|w| norm(&w.text)).collect();
+                .map(|w| (w, norm(&w.text)))
+                .filter(|(_, n)| !n.is_empty())
+                .unzip();
             if !words.is_empty() && !repeats(&context, &normed) {
                 context.extend(normed);
                 kept.push((seg, words));
