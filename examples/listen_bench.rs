@@ -16,7 +16,7 @@
 //! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
 //! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`,
 //! `--hold-back S`, `--hold-back-words N`, `--first-commit-after S`, `--preroll S`,
-//! `--temperature-increment T`, `--beam N`, `--final-beam N`, and `--events FILE` (every event
+//! `--temperature-increment T`, `--beam N`, `--final-beam N`, `--final-context S`, `--confirm-below P`, and `--events FILE` (every event
 //! as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
@@ -83,6 +83,12 @@ fn main() {
     }
     if let Some(v) = num("--temperature-increment") {
         dictation.transcribe.temperature_increment = v as f32;
+    }
+    if let Some(v) = num("--final-context") {
+        dictation.final_min_context = v;
+    }
+    if let Some(v) = num("--confirm-below") {
+        dictation.confirm_below = v as f32;
     }
     if let Some(v) = num("--hold-back") {
         dictation.hold_back = v;

@@ -50,6 +50,19 @@ pub struct DictationOptions {
     /// greedily (a short phrase such as JFK's "And so my fellow Americans" read greedily as
     /// "And so am I fellow Americans"). At most `transcribe.beam_size` has no effect.
     pub final_beam_size: usize,
+    /// Encoder context of the pass that ends an utterance (seconds; whisper's window is 30).
+    /// A short utterance is ambiguous for a small model: JFK's "And so my fellow Americans",
+    /// ended by its pause, was read "And so am I fellow Americans" by the last pass in 3 of
+    /// 10 replays shifted by 0-0.45 s with a 10 s context, 1 of 10 with 15 s, none with 20 s
+    /// or 30 s. It runs once per utterance.
+    pub final_min_context: f64,
+    /// A word whose probability (mean over its tokens) is below this is committed by
+    /// agreement only once three consecutive hypotheses agree on it, not two: greedy steps
+    /// misread words that have little audio after them ("put in" for "part of"), and two
+    /// hypotheses a step apart agree on such a misreading as readily as on the right word;
+    /// the third has another step of audio after it. Confident words keep LocalAgreement-2's
+    /// latency. 0 = off.
+    pub confirm_below: f32,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
     /// Silero settings.
@@ -59,24 +72,32 @@ pub struct DictationOptions {
 impl Default for DictationOptions {
     fn default() -> Self {
         DictationOptions {
-            // Step 2 s with a 30 s context: the microphone test read JFK's opening greedily as
-            // "And so am I fellow Americans" in 2 of 6 runs with step 0.5 s / 10 s context
-            // (which gave, in real time, WER 14.84 %, commit p50 1.18 s / p95 5.72 s dated by
-            // offline word times); fast replay with these defaults: WER 13.50 % (offline
-            // 12.61 %). Step 0.5 s, `min_context_seconds` 10, `max_window` 8 and `hold_back`
-            // 0.5 (or `hold_back_words` 1) are the low-latency settings; see the README.
-            step: 2.0,
+            // Measured by real-time replay of 357 s of speech on 2 cores with tiny.en
+            // (`examples/listen_bench.rs`, commits dated by offline word times): WER 15.40 %
+            // against 12.83 % offline, commit latency p50 0.95 s, p95 1.81 s, worker RTF 0.69.
+            // The old step 2 s / 30 s context gave 14.84 % at p50 2.78 s / p95 4.80 s.
+            step: 0.5,
             endpoint_silence: 0.8,
             preroll: 0.3,
-            max_window: 15.0,
+            // Bounds the audio (and the encoder context) a step re-transcribes.
+            max_window: 8.0,
+            // Whisper's word times in a live hypothesis drift by seconds, so a time-based
+            // hold-back (0.5 s: p95 5.72 s) holds words far longer than needed; one word is
+            // what the end of the audio can cut off.
             hold_back: 0.0,
-            hold_back_words: 0,
+            hold_back_words: 1,
+            // Greedy misreadings of words with little audio after them were most of the extra
+            // errors of LocalAgreement-2 (fast replay 17.75 %); a third agreement for words
+            // under 0.6 brought it to 15.29 % at +0.04 s commit p50.
+            confirm_below: 0.6,
             first_commit_after: 0.0,
             final_beam_size: 5,
+            final_min_context: 20.0,
             transcribe: TranscribeOptions {
-                // With 0.5 s steps a 30 s context costs 0.6-0.9 s a step; there, 10 s with an
-                // 8 s window (fast replay 15.85 %, RTF 0.65) beat 15 s / 15 s (18.64 %, 0.90).
-                min_context_seconds: 30.0,
+                // With 0.5 s steps a 30 s context costs 0.6-0.9 s a step; 10 s with an 8 s
+                // window (fast replay 15.85 %, RTF 0.65) beat 15 s / 15 s (18.64 %, 0.90).
+                // 8 s / 7 s was cheaper still but lost 0.2 points (15.51 % against 15.29 %).
+                min_context_seconds: 10.0,
                 reuse_state: true,
                 // No temperature fallback: a re-transcription that decodes badly is followed
                 // by another within a step, and agreement will not commit it; re-decoding at
@@ -176,6 +197,8 @@ pub struct Dictation<'e> {
     utterance: Vec<Word>,
     /// The previous hypothesis of the whole buffer.
     previous: Vec<Word>,
+    /// The hypothesis before `previous` (see [`DictationOptions::confirm_below`]).
+    before_previous: Vec<Word>,
     /// Segment boundaries of the latest hypothesis: (words up to and including the segment,
     /// the segment's end in absolute seconds). Segment times come from whisper's timestamp
     /// tokens and are steadier than word times, so the buffer is only ever cut there.
@@ -208,6 +231,7 @@ impl<'e> Dictation<'e> {
             committed: Vec::new(),
             utterance: Vec::new(),
             previous: Vec::new(),
+            before_previous: Vec::new(),
             boundaries: Vec::new(),
             history,
             arrivals: VecDeque::new(),
@@ -281,6 +305,7 @@ impl<'e> Dictation<'e> {
                 self.committed.clear();
                 self.utterance.clear();
                 self.previous.clear();
+                self.before_previous.clear();
                 // Speech may already be long enough to transcribe.
                 self.speech_step()
             }
@@ -332,7 +357,13 @@ impl<'e> Dictation<'e> {
         let hypothesis = self.hypothesis(end, false)?;
         let mut events = Vec::new();
         let done = aligned_prefix(&self.committed, &hypothesis);
-        let mut agreed = agreement(&self.previous, &hypothesis);
+        let mut agreed = confirmed(
+            &self.before_previous,
+            &self.previous,
+            &hypothesis,
+            done,
+            self.opts.confirm_below,
+        );
         // Two hypotheses of the first second of an utterance agree on a misread first word
         // as readily as on the right one ("why" for "well", "the" for "but"): nothing is
         // committed by agreement before the utterance has `first_commit_after` of audio.
@@ -366,7 +397,7 @@ impl<'e> Dictation<'e> {
             });
         }
         let covered = done.max(agreed);
-        self.previous = hypothesis;
+        self.before_previous = std::mem::replace(&mut self.previous, hypothesis);
         self.bound_window(covered);
         Ok(events)
     }
@@ -384,6 +415,9 @@ impl<'e> Dictation<'e> {
         let mut opts = self.opts.transcribe.clone();
         if last && self.opts.final_beam_size > opts.beam_size {
             opts.beam_size = self.opts.final_beam_size;
+        }
+        if last {
+            opts.min_context_seconds = opts.min_context_seconds.max(self.opts.final_min_context);
         }
         let prompt = self.prompt();
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
@@ -415,7 +449,8 @@ impl<'e> Dictation<'e> {
             .collect();
         context.reverse();
         let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
-        for seg in &transcript.segments {
+        let segments = transcript.segments.len();
+        for (i, seg) in transcript.segments.iter().enumerate() {
             let (words, normed): (Vec<&Word>, Vec<String>) = seg
                 .words
                 .iter()
@@ -423,7 +458,10 @@ impl<'e> Dictation<'e> {
                 .map(|w| (w, norm(&w.text)))
                 .filter(|(_, n)| !n.is_empty())
                 .unzip();
-            if !words.is_empty() && !repeats(&context, &normed) {
+            // A step's last segment may be cut off mid-word by the end of the audio; the
+            // last pass ends in silence.
+            let cut_off = !last && i + 1 == segments;
+            if !words.is_empty() && !echoes(&context, &normed, cut_off) {
                 context.extend(normed);
                 kept.push((seg, words));
             }
@@ -451,6 +489,19 @@ impl<'e> Dictation<'e> {
                 self.boundaries
                     .push((words.len(), (seg.end + offset).min(audio_end)));
             }
+        }
+        // More words than anyone says in this much audio is a hallucination, most often a
+        // loop on the prompt: a 1.6 s "Lincoln" was read "and then that's how faith that's
+        // how faith that's" (real time, 2026-12-02). Whole segments are dropped from the end
+        // until the rest is plausible: 4 words a second (240 a minute) plus two.
+        let seconds = audio.len() as f64 / RATE as f64;
+        let most = 2 + (4.0 * seconds) as usize;
+        while words.len() > most {
+            if self.boundaries.pop().is_none() {
+                break;
+            }
+            let keep = self.boundaries.last().map_or(0, |b| b.0);
+            words.truncate(keep);
         }
         monotonic(&mut words);
         let dropped = self.history_overlap(&words);
@@ -554,6 +605,7 @@ impl<'e> Dictation<'e> {
         self.utterance.clear();
         self.committed.clear();
         self.previous.clear();
+        self.before_previous.clear();
         self.phase = Phase::Idle;
         // Keep the audio after the end: the next utterance may already be in it.
         let cut = end.saturating_sub(self.buf_start).min(self.audio.len());
@@ -627,6 +679,7 @@ impl<'e> Dictation<'e> {
         self.history.push(' ');
         self.history.push_str(&join(&moved));
         self.previous.clear();
+        self.before_previous.clear();
         self.boundaries.clear();
     }
 
@@ -694,6 +747,15 @@ fn repeats(context: &[String], words: &[String]) -> bool {
         || (words.len() >= 3 && context.windows(words.len()).any(|w| w == words))
 }
 
+/// Whether a segment's `words` echo the `context` before them ([`repeats`]). `cut_off` marks
+/// the last segment of a step, whose audio may end mid-word: it echoes if all but its last
+/// word do, three words at least ("... to the Hebrews. The absence of the Hebrew" read two
+/// steps before "is therefore perfectly natural"; the cut word differs).
+fn echoes(context: &[String], words: &[String], cut_off: bool) -> bool {
+    repeats(context, words)
+        || (cut_off && words.len() >= 4 && repeats(context, &words[..words.len() - 1]))
+}
+
 /// Makes word times non-decreasing: a word starts no earlier than the word before it, and
 /// ends no earlier than it starts or than the word before it ends.
 fn monotonic(words: &mut [Word]) {
@@ -712,6 +774,27 @@ pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
         .zip(current)
         .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && !norm(&a.text).is_empty())
         .count()
+}
+
+/// How many leading words of `hypothesis` agreement commits: those `previous` agrees on
+/// (LocalAgreement-2), except that from word `done` on (the first uncommitted one), a word
+/// whose probability is below `confirm_below` needs `before_previous` to agree on it as well,
+/// and stops the commit there if it does not (see [`DictationOptions::confirm_below`]).
+pub fn confirmed(
+    before_previous: &[Word],
+    previous: &[Word],
+    hypothesis: &[Word],
+    done: usize,
+    confirm_below: f32,
+) -> usize {
+    let twice = agreement(previous, hypothesis);
+    if confirm_below <= 0.0 {
+        return twice;
+    }
+    let thrice = twice.min(agreement(before_previous, hypothesis));
+    (thrice.max(done)..twice)
+        .find(|&i| hypothesis[i].probability < confirm_below)
+        .unwrap_or(twice)
 }
 
 /// How many leading words of `hypothesis` end by `before` (seconds): the words agreement may
@@ -787,6 +870,38 @@ mod tests {
         assert!(!repeats(&context, &v("the later")));
         assert!(!repeats(&[], &v("And so")));
         assert!(!repeats(&context, &[]));
+    }
+
+    #[test]
+    fn a_cut_off_echo_is_recognised_at_the_end_of_a_step_only() {
+        let v = |t: &str| t.split_whitespace().map(norm).collect::<Vec<_>>();
+        let context = v("The absence of the detailed reference to the Hebrews.");
+        let cut = v("The absence of the Hebrew");
+        assert!(echoes(&context, &cut, true));
+        assert!(!echoes(&context, &cut, false));
+        // Three words and a new one are not enough: "of the Hebrews" may be said again.
+        assert!(!echoes(&context, &v("of the Hebrews came"), true));
+        assert!(!echoes(&context, &v("The absence of their names"), true));
+    }
+
+    #[test]
+    fn doubtful_words_wait_for_a_third_agreeing_hypothesis() {
+        let p = |text: &str, probability: f32| Word {
+            probability,
+            ..w(text, 0.0, 0.0)
+        };
+        let first = vec![p("only", 0.9), p("put", 0.4)];
+        let second = vec![p("only", 0.9), p("put", 0.5), p("in", 0.3)];
+        let third = vec![p("only", 0.9), p("put", 0.3), p("in", 0.8), p("the", 0.9)];
+        // Two agree on "only put": "put" is doubtful, so only "only" is committed.
+        assert_eq!(confirmed(&[], &first, &second, 0, 0.6), 1);
+        // Without the rule, plain LocalAgreement-2.
+        assert_eq!(confirmed(&[], &first, &second, 0, 0.0), 2);
+        // The third hypothesis agrees on "put" too; "in" (confident now) has two.
+        assert_eq!(confirmed(&first, &second, &third, 1, 0.6), 3);
+        // A doubtful word that the hypothesis before did not share stops the commit.
+        let other = vec![p("only", 0.9), p("part", 0.4)];
+        assert_eq!(confirmed(&other, &second, &third, 1, 0.6), 1);
     }
 
     #[test]
