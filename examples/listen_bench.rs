@@ -12,11 +12,12 @@
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-tiny.en.bin
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-base-q5_1.bin --fast
 //! ```
-//! Options: `--model PATH` (repeatable), `--language CODE` (default en), `--vad PATH`, `--shared DIR`, `--fast` (as fast as
-//! possible instead of real time: latency figures are then meaningless), `--files a,b` (stems),
-//! the policy: `--step S`, `--endpoint S`, `--min-context S`, `--max-window S`,
-//! `--hold-back S`, `--hold-back-words N`, `--first-commit-after S`, `--preroll S`,
-//! `--temperature-increment T`, `--beam N`, `--final-beam N`, `--final-context S`, `--confirm-below P`, and `--events FILE` (every event
+//! Options: `--model PATH` (repeatable), `--language CODE` (default en), `--vad PATH`,
+//! `--shared DIR`, `--fast` (as fast as possible instead of real time: latency figures are then
+//! meaningless), `--files a,b` (stems), the policy: `--step S`, `--endpoint S`,
+//! `--min-context S`, `--max-window S`, `--hold-back S`, `--hold-back-words N`,
+//! `--first-commit-after S`, `--preroll S`, `--temperature-increment T`, `--beam N`,
+//! `--final-beam N`, `--final-context S`, `--confirm-below P`, and `--events FILE` (every event
 //! as JSON Lines, with its file).
 
 use std::path::{Path, PathBuf};
@@ -49,50 +50,38 @@ fn main() {
         .unwrap_or_else(|| shared.join("models/ggml-silero-vad.bin"));
     let fast = args.iter().any(|a| a == "--fast");
     let audio = shared.join("audio");
-    let num = |flag: &str| get(flag).pop().and_then(|v| v.parse::<f64>().ok());
     let mut dictation = DictationOptions::default();
     // As `verbatim listen` (whose --language defaults to en): no language detection per step
     // on multilingual models.
     dictation.transcribe.language = Some(get("--language").pop().unwrap_or_else(|| "en".into()));
-    if let Some(v) = num("--step") {
-        dictation.step = v;
+    // Policy flags: each overrides one field when given.
+    fn set<T: std::str::FromStr>(get: &dyn Fn(&str) -> Vec<String>, flag: &str, field: &mut T) {
+        if let Some(v) = get(flag).pop().and_then(|v| v.parse().ok()) {
+            *field = v;
+        }
     }
-    if let Some(v) = num("--endpoint") {
-        dictation.endpoint_silence = v;
-    }
-    if let Some(v) = num("--min-context") {
-        dictation.transcribe.min_context_seconds = v;
-    }
-    if let Some(v) = num("--beam") {
-        dictation.transcribe.beam_size = v as usize;
-    }
-    if let Some(v) = num("--max-window") {
-        dictation.max_window = v;
-    }
-    if let Some(v) = num("--hold-back-words") {
-        dictation.hold_back_words = v as usize;
-    }
-    if let Some(v) = num("--first-commit-after") {
-        dictation.first_commit_after = v;
-    }
-    if let Some(v) = num("--preroll") {
-        dictation.preroll = v;
-    }
-    if let Some(v) = num("--final-beam") {
-        dictation.final_beam_size = v as usize;
-    }
-    if let Some(v) = num("--temperature-increment") {
-        dictation.transcribe.temperature_increment = v as f32;
-    }
-    if let Some(v) = num("--final-context") {
-        dictation.final_min_context = v;
-    }
-    if let Some(v) = num("--confirm-below") {
-        dictation.confirm_below = v as f32;
-    }
-    if let Some(v) = num("--hold-back") {
-        dictation.hold_back = v;
-    }
+    let t = &mut dictation.transcribe;
+    set(&get, "--min-context", &mut t.min_context_seconds);
+    set(&get, "--beam", &mut t.beam_size);
+    set(
+        &get,
+        "--temperature-increment",
+        &mut t.temperature_increment,
+    );
+    set(&get, "--step", &mut dictation.step);
+    set(&get, "--endpoint", &mut dictation.endpoint_silence);
+    set(&get, "--max-window", &mut dictation.max_window);
+    set(&get, "--hold-back-words", &mut dictation.hold_back_words);
+    set(
+        &get,
+        "--first-commit-after",
+        &mut dictation.first_commit_after,
+    );
+    set(&get, "--preroll", &mut dictation.preroll);
+    set(&get, "--final-beam", &mut dictation.final_beam_size);
+    set(&get, "--final-context", &mut dictation.final_min_context);
+    set(&get, "--confirm-below", &mut dictation.confirm_below);
+    set(&get, "--hold-back", &mut dictation.hold_back);
     // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
     let mut events_out = get("--events")
         .pop()
