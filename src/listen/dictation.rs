@@ -19,6 +19,8 @@ use crate::error::Error;
 use crate::Word;
 
 const RATE: usize = 16_000;
+/// Utterances shorter than this (seconds) get `final_min_context` in their last pass.
+const SHORT_UTTERANCE: usize = 5;
 
 /// Tuning of the dictation policy.
 #[derive(Debug, Clone)]
@@ -54,8 +56,7 @@ pub struct DictationOptions {
     /// 30; 0 = the steps' context). With 10 s steps a short utterance is ambiguous for a small
     /// model: JFK's "And so my fellow Americans", ended by its pause, was read "And so am I
     /// fellow Americans" by the last pass in 3 of 10 replays shifted by 0-0.45 s, in 1 of 10
-    /// with 15 s and in none with 20 s or 30 s; but in real time a 20-30 s last pass was
-    /// followed by commit stalls of 10-18 s (2026-12-02, not understood yet).
+    /// with 15 s and in none with 20 s or 30 s. Applies to utterances shorter than 5 s only.
     pub final_min_context: f64,
     /// A word whose probability (mean over its tokens) is below this is committed by
     /// agreement only once three consecutive hypotheses agree on it, not two: greedy steps
@@ -80,8 +81,9 @@ impl Default for DictationOptions {
             // these defaults: 14.84 %, 2.78 s, 4.80 s), but their short utterances are
             // ambiguous for tiny.en: the last pass read JFK's "And so my fellow Americans",
             // ended by its pause, as "And so am I fellow Americans" in 3 of 10 replays shifted
-            // by 0-0.45 s, which the microphone tests catch; a larger `final_min_context`
-            // fixed that but stalled commits for 10-18 s in real time (not understood yet).
+            // by 0-0.45 s, which the microphone tests catch. A 30 s `final_min_context` for
+            // utterances under 5 s does not fix it: greedy steps commit "am I" by agreement
+            // during the pause, before the last pass (9 of 10 shifted replays, 2026-12-02).
             step: 2.0,
             endpoint_silence: 0.8,
             preroll: 0.3,
@@ -371,16 +373,17 @@ impl<'e> Dictation<'e> {
         }
         // While the speaker goes on, the last words of a hypothesis may be cut off by the end
         // of the audio; after a pause they are whole.
+        let mut limit = hypothesis.len();
         if talking && self.opts.hold_back_words > 0 {
-            let whole = hypothesis.len().saturating_sub(self.opts.hold_back_words);
-            agreed = agreed.min(whole.max(done));
+            limit = limit.saturating_sub(self.opts.hold_back_words);
         }
         if self.opts.hold_back > 0.0 {
             let settled = settled_prefix(&hypothesis, self.audio_time() - self.opts.hold_back);
-            agreed = agreed.min(settled.max(done));
+            limit = limit.min(settled);
         }
+        agreed = agreed.min(limit.max(done));
         if agreed <= done {
-            agreed = self.stuck_commit(&hypothesis, done);
+            agreed = self.stuck_commit(&hypothesis, done, limit);
         }
         if agreed > done {
             let words: Vec<Word> = hypothesis[done..agreed].to_vec();
@@ -415,7 +418,10 @@ impl<'e> Dictation<'e> {
         if last && self.opts.final_beam_size > opts.beam_size {
             opts.beam_size = self.opts.final_beam_size;
         }
-        if last {
+        // The larger context is for short utterances only: they are the ambiguous ones, and
+        // their last pass is cheap; on a long one it would only add to the latency of its
+        // last words (a 30 s last pass everywhere: commit p95 2.35 s against 1.81 s).
+        if last && audio.len() < SHORT_UTTERANCE * RATE {
             opts.min_context_seconds = opts.min_context_seconds.max(self.opts.final_min_context);
         }
         let prompt = self.prompt();
@@ -548,16 +554,26 @@ impl<'e> Dictation<'e> {
     /// When two hypotheses keep disagreeing (often on a single word near the start of the
     /// buffer that whisper reads differently each time), nothing is committed and the window
     /// would grow without bound, and with it the work per step and the latency. Once the
-    /// uncommitted audio passes `max_window`, the hypothesis is committed through its last
-    /// whisper segment that ends at least two steps before the end of the audio, as at the end
-    /// of an utterance; `bound_window` then cuts there. Returns the new covered word count.
-    fn stuck_commit(&self, hypothesis: &[Word], done: usize) -> usize {
+    /// uncommitted audio passes half of `max_window`, agreement may bridge a disputed word or
+    /// two ([`agreement_across`], up to `limit`, the hold-back). Once it passes `max_window`,
+    /// the hypothesis is committed through its last whisper segment that ends at least two
+    /// steps before the end of the audio, as at the end of an utterance, or failing that (a
+    /// small model often reads 30 s as one segment) through its last word that ends there;
+    /// `bound_window` then cuts there. Returns the new covered word count.
+    fn stuck_commit(&self, hypothesis: &[Word], done: usize, limit: usize) -> usize {
         let now = (self.buf_start + self.audio.len()) as f64 / RATE as f64;
         let since = self
             .committed
             .last()
             .map_or(self.buf_start as f64 / RATE as f64, |w| w.end);
-        if now - since <= self.opts.max_window {
+        let waiting = now - since;
+        if waiting > self.opts.max_window / 2.0 {
+            let across = agreement_across(&self.previous, hypothesis).min(limit);
+            if across > done {
+                return across;
+            }
+        }
+        if waiting <= self.opts.max_window {
             return done;
         }
         let settle = 2.0 * self.opts.step;
@@ -565,7 +581,8 @@ impl<'e> Dictation<'e> {
             .iter()
             .rev()
             .find(|&&(n, end)| n > done && n <= hypothesis.len() && end <= now - settle)
-            .map_or(done, |&(n, _)| n)
+            .map(|&(n, _)| n)
+            .unwrap_or_else(|| settled_prefix(hypothesis, now - settle).max(done))
     }
 
     /// Ends the utterance whose speech ends at absolute sample `end`: a last transcription,
@@ -648,12 +665,32 @@ impl<'e> Dictation<'e> {
         if self.audio.len() <= max {
             return;
         }
-        let Some(&(words, end)) = self
+        // Failing a wholly committed segment (a small model often reads 30 s of continuous
+        // speech as one), cut after the last committed word, in the pause Silero hears
+        // nearest its end. Word times are rougher than segment times, and a cut inside speech
+        // loses words: whisper skips the start of a clip that begins mid-phrase (seen: cut
+        // after "Egypt" 0.4 s late, the next pass read "is also in the perfect accord with
+        // the picture, which" as "which"). A word re-read at the seam is dropped by
+        // `history_overlap`. So this cut waits until the buffer reaches twice `max_window`
+        // (most utterances end first), and is made inside speech only at three times it.
+        let segment = self
             .boundaries
             .iter()
             .rev()
             .find(|(n, _)| *n > 0 && *n <= covered)
-        else {
+            .copied();
+        let word = || {
+            if self.audio.len() <= 2 * max {
+                return None;
+            }
+            let last = self.previous.get(covered.checked_sub(1)?)?;
+            match self.pause_near(last.end) {
+                Some(at) => Some((covered, at)),
+                None if self.audio.len() > 3 * max => Some((covered, last.end)),
+                None => None,
+            }
+        };
+        let Some((words, end)) = segment.or_else(word) else {
             return;
         };
         // Whisper's times near the end of the audio collapse onto it; a segment "ending" there
@@ -680,6 +717,24 @@ impl<'e> Dictation<'e> {
         self.previous.clear();
         self.before_previous.clear();
         self.boundaries.clear();
+    }
+
+    /// The middle of the pause (100 ms of silence or more) nearest to absolute time `t`,
+    /// from one second before it to 0.3 s after it: word times drift, and a cut a little
+    /// early only repeats a word at the seam, where a cut too late loses one.
+    fn pause_near(&self, t: f64) -> Option<f64> {
+        let opts = VadOptions {
+            min_silence_ms: 100,
+            min_speech_ms: 100,
+            ..self.opts.vad.clone()
+        };
+        let spans = self.engine.detect_speech(&self.audio, &opts).ok()?;
+        let start = self.buf_start as f64 / RATE as f64;
+        spans
+            .windows(2)
+            .map(|p| start + (p[0].end + p[1].start) as f64 / 2.0 / RATE as f64)
+            .filter(|&mid| mid >= t - 1.0 && mid <= t + 0.3)
+            .min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()))
     }
 
     /// The prompt: the end of the text committed before the buffer (earlier utterances and
@@ -773,6 +828,73 @@ pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
         .zip(current)
         .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && !norm(&a.text).is_empty())
         .count()
+}
+
+/// Agreement around disputed words, for an utterance whose hypotheses keep disagreeing on a
+/// word near their start ("everyone who is turbulent", "everyone whose trebement", "everyone
+/// who's turbulent" for 30 s of the long file, 2026-12-02): LocalAgreement-2 then commits
+/// nothing at all. The two hypotheses are aligned word by word (longest common subsequence);
+/// a stretch where they differ by at most three words on either side counts as agreed
+/// when at least three agreeing words follow it, and the current hypothesis's reading of it
+/// is the one committed (it has heard the most audio). Returns how many leading words of
+/// `current` are agreed in this sense (at least the plain agreement).
+pub fn agreement_across(previous: &[Word], current: &[Word]) -> usize {
+    const DISPUTED: usize = 3;
+    const RUN: usize = 3;
+    let a: Vec<String> = previous.iter().map(|w| norm(&w.text)).collect();
+    let b: Vec<String> = current.iter().map(|w| norm(&w.text)).collect();
+    // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] && !a[i].is_empty() {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // Walk the alignment: runs of matched words separated by gaps (words of one or the other
+    // that are not matched).
+    let (mut i, mut j) = (0, 0);
+    let mut agreed = 0;
+    let (mut gap_a, mut gap_b) = (0, 0);
+    let mut run = 0;
+    // Whether the current run follows a gap (and so must reach `RUN` words to count).
+    let mut after_gap = false;
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] && !a[i].is_empty() && lcs[i][j] == lcs[i + 1][j + 1] + 1 {
+            run += 1;
+            i += 1;
+            j += 1;
+            if !after_gap || run >= RUN {
+                agreed = j;
+                after_gap = false;
+            }
+            continue;
+        }
+        if run > 0 && after_gap {
+            // A run too short to vouch for the gap before it: stop at that gap.
+            break;
+        }
+        if run > 0 {
+            gap_a = 0;
+            gap_b = 0;
+        }
+        run = 0;
+        after_gap = true;
+        if lcs[i + 1][j] >= lcs[i][j + 1] {
+            i += 1;
+            gap_a += 1;
+        } else {
+            j += 1;
+            gap_b += 1;
+        }
+        if gap_a > DISPUTED || gap_b > DISPUTED {
+            break;
+        }
+    }
+    agreed.max(agreement(previous, current))
 }
 
 /// How many leading words of `hypothesis` agreement commits: those `previous` agrees on
@@ -923,6 +1045,36 @@ mod tests {
         assert_eq!(settled_prefix(&h, 0.5), 2);
         assert_eq!(settled_prefix(&h, 0.1), 0);
         assert_eq!(settled_prefix(&[], 5.0), 0);
+    }
+
+    fn words(text: &str) -> Vec<Word> {
+        text.split_whitespace()
+            .enumerate()
+            .map(|(i, t)| w(t, i as f64 * 0.3, i as f64 * 0.3 + 0.25))
+            .collect()
+    }
+
+    #[test]
+    fn agreement_bridges_a_disputed_word_followed_by_agreeing_words() {
+        let a = words("everyone who is turbulent has been found by human path. The");
+        let b = words("Everyone whose trebement has been found by human path. The testimony");
+        // Plain agreement stops after "everyone"; the dispute is bridged and the agreement
+        // runs to the end of the shorter hypothesis.
+        assert_eq!(agreement(&a, &b), 1);
+        assert_eq!(agreement_across(&a, &b), 10);
+        let c = words("everyone who's turbulent has been found by King Man at the path.");
+        // "human path" against "King Man at the path": four words, not bridged.
+        assert_eq!(agreement_across(&b, &c), 7);
+        // Agreement after a dispute needs three words: two are not enough to vouch for it.
+        let a = words("a b c x d e y f g h");
+        let b = words("a b c z d e w f g h i");
+        assert_eq!(agreement_across(&a, &b), 3);
+        // Nor is a dispute of four words bridged.
+        let a = words("a b c d e f g h i");
+        let b = words("a w x y z f g h i");
+        assert_eq!(agreement_across(&a, &b), 1);
+        assert_eq!(agreement_across(&a, &a), a.len());
+        assert_eq!(agreement_across(&[], &a), 0);
     }
 
     #[test]
