@@ -429,7 +429,13 @@ impl<'e> Dictation<'e> {
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
-        opts.reuse_state = true;
+        // The pass that ends an utterance is final: it gets a fresh whisper state, as file
+        // transcription does. After many short greedy steps on a pooled state, its beam search
+        // read JFK's "And so my fellow Americans" as "And so am I" in 9 of 10 replays shifted
+        // by 0-0.45 s (step 0.5 s, 30 s last-pass context); with a fresh state in 3 of 10
+        // (2026-12-02). Steps keep the pooled state: they are many, and only agreement
+        // commits what they read.
+        opts.reuse_state = !last;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
         // for any real text, and cuts a hallucination loop short.
         opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
