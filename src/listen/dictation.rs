@@ -57,7 +57,8 @@ pub struct DictationOptions {
     /// model: JFK's "And so my fellow Americans", ended by its pause, was read "And so am I
     /// fellow Americans" by the last pass in 3 of 10 replays shifted by 0-0.45 s, in 1 of 10
     /// with 15 s and in none with 20 s or 30 s in one build, but in 9 of 10 at 30 s after the
-    /// stall fixes (2026-12-02). Applies to utterances shorter than 5 s only.
+    /// stall fixes, and in 3 of 10 once the last pass got a fresh whisper state (2026-12-02).
+    /// Applies to utterances shorter than 5 s only.
     pub final_min_context: f64,
     /// A word whose probability (mean over its tokens) is below this is committed by
     /// agreement only once three consecutive hypotheses agree on it, not two: greedy steps
@@ -83,8 +84,8 @@ impl Default for DictationOptions {
             // ambiguous for tiny.en: the last pass read JFK's "And so my fellow Americans",
             // ended by its pause, as "And so am I fellow Americans" in 3 of 10 replays shifted
             // by 0-0.45 s, which the microphone tests catch. A 30 s `final_min_context` for
-            // utterances under 5 s does not fix it (9 of 10, 2026-12-02): greedy steps agree
-            // on "am I" during the pause, and without commits in pauses so does the last pass.
+            // utterances under 5 s and a fresh state for the last pass bring it to 3 of 10
+            // (2026-12-02), not to none.
             step: 2.0,
             endpoint_silence: 0.8,
             preroll: 0.3,
