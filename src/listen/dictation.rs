@@ -48,17 +48,15 @@ pub struct DictationOptions {
     /// nothing else keeps words invented over the silence from being agreed on. 0 = off.
     pub hold_back_words: usize,
     /// Beam size of the pass that ends an utterance, which commits whatever agreement has
-    /// not: its words are final at once, so they get beam search even where the steps decode
-    /// greedily (a short phrase such as JFK's "And so my fellow Americans" read greedily as
-    /// "And so am I fellow Americans"). At most `transcribe.beam_size` has no effect.
+    /// not. At most `transcribe.beam_size` (the default) decodes it as the steps are: with
+    /// 0.5 s steps a beam-5 last pass was no more accurate on 357 s of speech and read JFK's
+    /// short opening wrong where the greedy steps read it right (see the default).
     pub final_beam_size: usize,
     /// Least encoder context of the pass that ends an utterance (seconds; whisper's window is
-    /// 30; 0 = the steps' context). With 10 s steps a short utterance is ambiguous for a small
-    /// model: JFK's "And so my fellow Americans", ended by its pause, was read "And so am I
-    /// fellow Americans" by the last pass in 3 of 10 replays shifted by 0-0.45 s, in 1 of 10
-    /// with 15 s and in none with 20 s or 30 s in one build, but in 9 of 10 at 30 s after the
-    /// stall fixes, and in 3 of 10 once the last pass got a fresh whisper state (2026-12-02).
-    /// Applies to utterances shorter than 5 s only.
+    /// 30; 0 = the steps' context), for utterances shorter than 5 s only. Measured with
+    /// beam-5 last passes: JFK's short opening was read "And so am I fellow Americans" in
+    /// 3 of 10 shifted replays at 10 s and at 30 s alike once whisper states stopped
+    /// carrying stale attention rows between calls (2026-12-03), so the default is 0.
     pub final_min_context: f64,
     /// A word whose probability (mean over its tokens) is below this is committed by
     /// agreement only once three consecutive hypotheses agree on it, not two: greedy steps
@@ -76,31 +74,31 @@ pub struct DictationOptions {
 impl Default for DictationOptions {
     fn default() -> Self {
         DictationOptions {
-            // Step 2 s with a 30 s context. The low-latency settings (`step` 0.5,
-            // `min_context_seconds` 10, `max_window` 8, `hold_back_words` 1, `confirm_below`
-            // 0.6) met every target in a real-time replay of 357 s of speech on 2 cores with
-            // tiny.en (WER 15.40 % against 12.83 % offline, commit p50 0.95 s, p95 1.81 s;
-            // these defaults: 14.84 %, 2.78 s, 4.80 s), but their short utterances are
-            // ambiguous for tiny.en: the last pass read JFK's "And so my fellow Americans",
-            // ended by its pause, as "And so am I fellow Americans" in 3 of 10 replays shifted
-            // by 0-0.45 s, which the microphone tests catch. A 30 s `final_min_context` for
-            // utterances under 5 s and a fresh state for the last pass bring it to 3 of 10
-            // (2026-12-02), not to none.
-            step: 2.0,
+            // Short steps on a 10 s context, one word held back while the speaker goes on, a
+            // third agreement for doubtful words, and a last pass decoded as the steps are.
+            // Measured on 357 s of speech (tiny.en, 2 cores, real time): see the README. The
+            // step-2 s policy with a 30 s context (the default until 2026-12-03) was 0.5-1
+            // point more accurate but committed at p50 2.78 s, p95 4.80 s.
+            step: 0.5,
             endpoint_silence: 0.8,
             preroll: 0.3,
-            max_window: 15.0,
+            max_window: 8.0,
             hold_back: 0.0,
-            hold_back_words: 0,
-            confirm_below: 0.0,
+            hold_back_words: 1,
+            confirm_below: 0.6,
             first_commit_after: 0.0,
-            final_beam_size: 5,
+            // The last pass as a step (greedy, the steps' context): a beam-5 or 30 s last pass
+            // read JFK's "And so my fellow Americans", ended by its pause, as "And so am I
+            // fellow Americans" in 3 of 10 replays shifted by 0-0.45 s, where the greedy steps
+            // (and so this last pass) read it right in all 10; on the 357 s set the two were
+            // within noise (fast replay 15.07 % against 14.96 %, offline 12.83 %).
+            final_beam_size: 1,
             final_min_context: 0.0,
             transcribe: TranscribeOptions {
                 // With 0.5 s steps a 30 s context costs 0.6-0.9 s a step; there, 10 s with an
                 // 8 s window (fast replay 15.85 %, RTF 0.65) beat 15 s / 15 s (18.64 %, 0.90),
                 // and 8 s / 7 s lost 0.2 points (15.51 % against 15.29 %).
-                min_context_seconds: 30.0,
+                min_context_seconds: 10.0,
                 reuse_state: true,
                 // No temperature fallback: a re-transcription that decodes badly is followed
                 // by another within a step, and agreement will not commit it; re-decoding at
@@ -430,13 +428,11 @@ impl<'e> Dictation<'e> {
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
-        // The pass that ends an utterance is final: it gets a fresh whisper state, as file
-        // transcription does. After many short greedy steps on a pooled state, its beam search
-        // read JFK's "And so my fellow Americans" as "And so am I" in 9 of 10 replays shifted
-        // by 0-0.45 s (step 0.5 s, 30 s last-pass context); with a fresh state in 3 of 10
-        // (2026-12-02). Steps keep the pooled state: they are many, and only agreement
-        // commits what they read.
-        opts.reuse_state = !last;
+        // Every pass reuses a pooled whisper state. Until whisper.cpp patch 0007 a reused
+        // state attended to rows earlier calls had left in its flash-attention padding and
+        // read differently from a fresh one (JFK's opening "am I" in 9 of 10 shifted replays
+        // against 3 of 10); it now zeroes them, so reuse changes nothing but the cost.
+        opts.reuse_state = true;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
         // for any real text, and cuts a hallucination loop short.
         opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
