@@ -8,7 +8,8 @@
 # whisper.cpp) stops the build with the patch's name instead of silently building without it.
 #
 # whisper-rs-sys's build script does not watch these files: after changing a patch, run
-# `cargo clean -p whisper-rs-sys` and `cargo clean -p whisper-rs-sys --release` (a fresh clone, as in CI, always builds with them).
+# `cargo clean -p whisper-rs-sys` and `cargo clean -p whisper-rs-sys --release` (a fresh clone,
+# as in CI, always builds with them).
 
 set(_verbatim_root "${CMAKE_SOURCE_DIR}")
 set(_verbatim_stamp "${_verbatim_root}/.verbatim-patches-applied")

@@ -99,6 +99,11 @@ impl Default for DictationOptions {
                 // 8 s window (fast replay 15.85 %, RTF 0.65) beat 15 s / 15 s (18.64 %, 0.90),
                 // and 8 s / 7 s lost 0.2 points (15.51 % against 15.29 %).
                 min_context_seconds: 10.0,
+                // Every pass reuses a pooled whisper state. Until whisper.cpp patch 0007 a
+                // reused state attended to rows earlier calls had left in its flash-attention
+                // padding and read differently from a fresh one (JFK's opening "am I" in 9 of
+                // 10 shifted replays against 3 of 10); it now zeroes them, so reuse changes
+                // nothing but the cost.
                 reuse_state: true,
                 // No temperature fallback: a re-transcription that decodes badly is followed
                 // by another within a step, and agreement will not commit it; re-decoding at
@@ -428,11 +433,6 @@ impl<'e> Dictation<'e> {
         opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         opts.vad = false;
         opts.word_timestamps = true;
-        // Every pass reuses a pooled whisper state. Until whisper.cpp patch 0007 a reused
-        // state attended to rows earlier calls had left in its flash-attention padding and
-        // read differently from a fresh one (JFK's opening "am I" in 9 of 10 shifted replays
-        // against 3 of 10); it now zeroes them, so reuse changes nothing but the cost.
-        opts.reuse_state = true;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
         // for any real text, and cuts a hallucination loop short.
         opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
