@@ -81,6 +81,7 @@ fn main() {
     set(&get, "--final-beam", &mut dictation.final_beam_size);
     set(&get, "--final-context", &mut dictation.final_min_context);
     set(&get, "--confirm-below", &mut dictation.confirm_below);
+    set(&get, "--bridge-after", &mut dictation.bridge_after);
     set(&get, "--hold-back", &mut dictation.hold_back);
     // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
     let mut events_out = get("--events")
@@ -124,9 +125,9 @@ fn main() {
         stems.len()
     );
     println!(
-        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | commit p50 / p95 / max, whisper's word times | partial interval | worker RTF | dropped s |"
+        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | commit p50 / p95 / max, whisper's word times | heard at commit p50 / p95 / max | partial interval | worker RTF | dropped s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for model in &models {
         let engine = Engine::load(
             model,
@@ -139,6 +140,9 @@ fn main() {
         let (mut errs_l, mut errs_o, mut words) = (0usize, 0usize, 0usize);
         let mut latencies = Vec::new();
         let mut ref_latencies = Vec::new();
+        // Audio heard at each commit minus the offline end of its last word: the latency
+        // without the worker's time, the same in every replay (see `Stats::commit_positions`).
+        let mut heard_latencies = Vec::new();
         let mut intervals = Vec::new();
         let (mut audio_s, mut compute_s, mut dropped) = (0.0, 0.0, 0.0);
         for stem in &stems {
@@ -186,6 +190,7 @@ fn main() {
                 }
             })
             .expect("session runs");
+            assert_eq!(summary.stats.commit_positions.len(), commits.len());
             latencies.extend(summary.stats.commit_latencies.iter().copied());
             audio_s += summary.stats.audio_seconds;
             compute_s += summary.stats.compute_seconds;
@@ -205,10 +210,28 @@ fn main() {
                     .map(|w| w.0.clone())
                     .collect::<Vec<_>>(),
             );
-            for &(latency, end, upto) in &commits {
-                let found = (0..upto.min(matched.len())).rev().find_map(|i| matched[i]);
-                if let Some(j) = found {
-                    ref_latencies.push(latency + end - offline_words[j].1);
+            let mut before = 0;
+            for (k, &(latency, end, upto)) in commits.iter().enumerate() {
+                let found = (0..upto.min(matched.len()))
+                    .rev()
+                    .find_map(|i| matched[i].map(|j| (i, j)));
+                let own = found.is_some_and(|(i, _)| i >= before);
+                before = upto;
+                if let Some((_, j)) = found {
+                    let dated = latency + end - offline_words[j].1;
+                    ref_latencies.push(dated);
+                    let heard = summary.stats.commit_positions[k] - offline_words[j].1;
+                    heard_latencies.push(heard);
+                    // Each commit's dating, for reading the latency tail (which words wait).
+                    if let Some(out) = events_out.as_mut() {
+                        use std::io::Write;
+                        let line = serde_json::json!({
+                            "type": "dated", "file": stem, "end": end, "latency": latency,
+                            "offline_end": offline_words[j].1, "offline_word": offline_words[j].0,
+                            "dated": dated, "own": own, "heard": heard,
+                        });
+                        let _ = writeln!(out, "{line}");
+                    }
                 }
             }
             let r = norm(&reference);
@@ -219,8 +242,9 @@ fn main() {
         let pct = |e: usize| 100.0 * e as f64 / words.max(1) as f64;
         let p = |q: f64| percentile(&latencies, q);
         let r = |q: f64| percentile(&ref_latencies, q);
+        let h = |q: f64| percentile(&heard_latencies, q);
         println!(
-            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} s | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} s | {:.2} | {:.2} |",
             model.file_name().unwrap().to_string_lossy(),
             audio_s,
             pct(errs_l),
@@ -231,6 +255,9 @@ fn main() {
             p(50.0),
             p(95.0),
             p(100.0),
+            h(50.0),
+            h(95.0),
+            h(100.0),
             intervals.iter().sum::<f64>() / intervals.len().max(1) as f64,
             compute_s / audio_s.max(1e-9),
             dropped
