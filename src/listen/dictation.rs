@@ -574,8 +574,8 @@ impl<'e> Dictation<'e> {
     /// When two hypotheses keep disagreeing (often on a single word near the start of the
     /// buffer that whisper reads differently each time), nothing is committed and the window
     /// would grow without bound, and with it the work per step and the latency. Once the
-    /// uncommitted audio passes half of `max_window`, agreement may bridge a disputed word or
-    /// two ([`agreement_across`], up to `limit`, the hold-back). Once it passes `max_window`,
+    /// uncommitted audio passes `bridge_after` (4 s, half the default window), agreement may
+    /// bridge a disputed word or two ([`agreement_across`], up to `limit`, the hold-back). Once it passes `max_window`,
     /// the hypothesis is committed through its last whisper segment that ends at least two
     /// steps before the end of the audio, as at the end of an utterance, or failing that (a
     /// small model often reads 30 s as one segment) through its last word that ends there;
