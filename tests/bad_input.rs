@@ -189,6 +189,40 @@ fn missing_input_file() {
 }
 
 #[test]
+fn missing_input_leaves_no_output_directory() {
+    let dir = tempdir();
+    let out_dir = dir.path().join("out");
+    let input = dir.path().join("does-not-exist.wav");
+    let output = transcribe_to(&out_dir, &[&input]);
+    assert_one_error(&out_dir, &output, 1, &input, &["no such file"]);
+    assert!(
+        !out_dir.exists(),
+        "-o directory created for a missing input"
+    );
+}
+
+#[test]
+fn dash_as_output_directory_is_a_usage_error() {
+    let dir = tempdir();
+    let input = audio(SPEECH);
+    let mut cmd = transcribe();
+    cmd.current_dir(dir.path())
+        .args(["-f", "txt", "-o", "-"])
+        .arg(&input);
+    let output = run(&mut cmd);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "exit code; stderr:\n{err}");
+    assert!(
+        err.starts_with("verbatim: error: ") && err.contains("directory") && err.contains("stdout"),
+        "unclear error: {err}"
+    );
+    assert!(
+        !dir.path().join("-").exists(),
+        "a directory named - was made"
+    );
+}
+
+#[test]
 fn directory_as_input() {
     let dir = tempdir();
     let sub = dir.path().join("a-directory.wav");

@@ -293,6 +293,22 @@ pub fn run(args: TranscribeArgs) -> i32 {
             .collect()
     };
     if let Some(dir) = &args.output_dir {
+        // `-o -` reads like "to stdout", which is where the transcript goes anyway; a
+        // directory named `-` is never what was meant (`./-` still names one).
+        if dir.as_os_str() == "-" {
+            print_error(
+                "-o takes a directory for the output files (-f); the transcript is already printed on stdout",
+            );
+            return exit_code::USAGE;
+        }
+    }
+    // The output directory is made only when some input can be read: a run whose inputs
+    // are all missing leaves nothing behind, not even an empty directory.
+    let any_input = args
+        .inputs
+        .iter()
+        .any(|p| p.as_os_str() == "-" || p.exists());
+    if let (Some(dir), true) = (&args.output_dir, any_input) {
         if let Err(e) = std::fs::create_dir_all(dir) {
             print_error(format!(
                 "{}: cannot create output directory: {e}",
