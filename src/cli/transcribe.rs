@@ -301,20 +301,20 @@ pub fn run(args: TranscribeArgs) -> i32 {
             );
             return exit_code::USAGE;
         }
-    }
-    // The output directory is made only when some input can be read: a run whose inputs
-    // are all missing leaves nothing behind, not even an empty directory.
-    let any_input = args
-        .inputs
-        .iter()
-        .any(|p| p.as_os_str() == "-" || p.exists());
-    if let (Some(dir), true) = (&args.output_dir, any_input) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            print_error(format!(
-                "{}: cannot create output directory: {e}",
-                dir.display()
-            ));
-            return exit_code::FAILURE;
+        // Made only when some input exists: a run whose inputs are all missing leaves
+        // nothing behind, not even an empty directory.
+        let any_input = args
+            .inputs
+            .iter()
+            .any(|p| p.as_os_str() == "-" || p.exists());
+        if any_input {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                print_error(format!(
+                    "{}: cannot create output directory: {e}",
+                    dir.display()
+                ));
+                return exit_code::FAILURE;
+            }
         }
     }
     if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {

@@ -575,11 +575,11 @@ impl<'e> Dictation<'e> {
     /// buffer that whisper reads differently each time), nothing is committed and the window
     /// would grow without bound, and with it the work per step and the latency. Once the
     /// uncommitted audio passes `bridge_after` (4 s, half the default window), agreement may
-    /// bridge a disputed word or two ([`agreement_across`], up to `limit`, the hold-back). Once it passes `max_window`,
-    /// the hypothesis is committed through its last whisper segment that ends at least two
-    /// steps before the end of the audio, as at the end of an utterance, or failing that (a
-    /// small model often reads 30 s as one segment) through its last word that ends there;
-    /// `bound_window` then cuts there. Returns the new covered word count.
+    /// bridge a disputed word or two ([`agreement_across`], up to `limit`, the hold-back).
+    /// Once it passes `max_window`, the hypothesis is committed through its last whisper
+    /// segment that ends at least two steps before the end of the audio, as at the end of an
+    /// utterance, or failing that (a small model often reads 30 s as one segment) through its
+    /// last word that ends there; `bound_window` then cuts there. Returns the new covered word count.
     fn stuck_commit(&self, hypothesis: &[Word], done: usize, limit: usize) -> usize {
         let now = (self.buf_start + self.audio.len()) as f64 / RATE as f64;
         let since = self
