@@ -479,23 +479,19 @@ fn codec_name(codec: CodecType) -> String {
 }
 
 thread_local! {
-    /// Set while symphonia runs on this thread: its panics are caught and reported as errors,
-    /// so the panic hook must not print them.
+    /// Set while symphonia runs on this thread: its panics are caught and reported as errors.
     static IN_SYMPHONIA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs symphonia code with its panics caught and kept off stderr: a panic hook, installed
-/// once and wrapping the previous one, stays silent while this thread is inside symphonia.
+/// Whether this thread is inside a decoder whose panics verbatim catches and reports as
+/// errors. A program's panic hook can stay silent then (the `verbatim` binary's does); the
+/// library installs no hook of its own.
+pub fn inside_guarded_decoder() -> bool {
+    IN_SYMPHONIA.with(|flag| flag.get())
+}
+
+/// Runs symphonia code with its panics caught.
 pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    static INSTALL_HOOK: std::sync::Once = std::sync::Once::new();
-    INSTALL_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_SYMPHONIA.with(|flag| flag.get()) {
-                previous(info);
-            }
-        }));
-    });
     let was_inside = IN_SYMPHONIA.with(|flag| flag.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     IN_SYMPHONIA.with(|flag| flag.set(was_inside));
@@ -506,9 +502,8 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 ///
 /// symphonia 0.5 trusts some header fields in arithmetic (e.g. a WAVE_FORMAT_EXTENSIBLE
 /// header declaring 102 channels overflows a shift in `fix_channel_mask`), so a malformed file
-/// can panic it. One bad input must not abort a batch nor print a panic message: the panic is
-/// caught, and a panic hook, installed once and wrapping the previous one, stays silent for
-/// panics raised while this thread is inside symphonia.
+/// can panic it. One bad input must not abort a batch: the panic is caught (the binary's panic
+/// hook keeps its message off stderr, see [`inside_guarded_decoder`]).
 fn decode_symphonia(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,

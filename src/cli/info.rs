@@ -45,6 +45,7 @@ struct ModelInfo {
 struct Info {
     verbatim_version: &'static str,
     whisper_cpp_version: &'static str,
+    engine: engine::EngineBuild,
     backends: Vec<&'static str>,
     gpu_backend: bool,
     devices: Vec<Device>,
@@ -85,6 +86,7 @@ fn gather() -> Info {
     Info {
         verbatim_version: env!("CARGO_PKG_VERSION"),
         whisper_cpp_version: engine::whisper_cpp_version(),
+        engine: engine::engine_build(),
         backends: device::compiled_backends(),
         gpu_backend: device::gpu_backend_compiled(),
         devices,
@@ -115,6 +117,18 @@ pub fn run(args: InfoArgs) -> i32 {
     let mut s = String::new();
     s.push_str(&format!("verbatim      {}\n", info.verbatim_version));
     s.push_str(&format!("whisper.cpp   {}\n", info.whisper_cpp_version));
+    s.push_str(&format!(
+        "engine        {} ({})\n",
+        info.engine.patch_level,
+        info.engine.patches.join(", ")
+    ));
+    let settings: Vec<String> = info
+        .engine
+        .settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    s.push_str(&format!("engine build  {}\n", settings.join(" ")));
     s.push_str(&format!("backends      {}\n", info.backends.join(", ")));
     s.push_str("devices\n");
     for d in &info.devices {

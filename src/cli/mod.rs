@@ -106,6 +106,7 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
+    silence_caught_decoder_panics();
     let color = color_from_args(std::env::args_os().skip(1));
     apply_color(color);
     let clap_color = match color {
@@ -154,6 +155,17 @@ pub fn run() -> i32 {
         Command::Info(args) => info::run(args),
         Command::GpuProbe(args) => device::run_probe(args),
     }
+}
+
+/// A malformed file can panic symphonia; the library catches that and reports the file as
+/// corrupt, so the panic's own message would only be noise on stderr.
+fn silence_caught_decoder_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !verbatim::audio::decode::inside_guarded_decoder() {
+            previous(info);
+        }
+    }));
 }
 
 /// Whether `NO_COLOR` asks for no colours (set and not empty, as no-color.org defines it).

@@ -38,6 +38,37 @@ pub fn whisper_cpp_version() -> &'static str {
     whisper_rs::WHISPER_CPP_VERSION
 }
 
+/// How the linked whisper.cpp was built (crates/whisper-rs-sys, docs/engine.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineBuild {
+    /// `1.8.3+verbatim.N.HASH`: the upstream release, the number of verbatim's patches applied
+    /// and a digest of their bytes.
+    pub patch_level: &'static str,
+    pub patches: Vec<&'static str>,
+    /// The GGML_*/WHISPER_* CMake settings of the build.
+    pub settings: Vec<(&'static str, &'static str)>,
+    /// ggml's own report of its CPU backend (`whisper_print_system_info`).
+    pub system_info: String,
+}
+
+/// The linked engine's build: read from the engine crate and from ggml itself.
+pub fn engine_build() -> EngineBuild {
+    use sys::engine_build as build;
+    // SAFETY: returns a pointer to a static NUL-terminated string owned by whisper.cpp.
+    let system_info = unsafe {
+        std::ffi::CStr::from_ptr(sys::whisper_print_system_info())
+            .to_string_lossy()
+            .trim()
+            .to_string()
+    };
+    EngineBuild {
+        patch_level: build::PATCH_LEVEL,
+        patches: build::PATCHES.to_vec(),
+        settings: build::SETTINGS.to_vec(),
+        system_info,
+    }
+}
+
 /// Options fixed when the model is loaded.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -457,26 +488,44 @@ impl Engine {
             on_segment: hooks.on_segment.take(),
             recent_texts: Vec::new(),
         };
-        let mut segment_sink: &mut dyn FnMut(RawSegment) = &mut |raw| collector.accept(raw);
-        let segment_ptr: *mut &mut dyn FnMut(RawSegment) = &mut segment_sink;
-        let mut progress_sink: &mut dyn FnMut(f32) = match hooks.on_progress.as_mut() {
-            Some(p) => *p,
-            None => &mut |_| {},
-        };
-        let progress_ptr: *mut &mut dyn FnMut(f32) = &mut progress_sink;
         let never = AtomicBool::new(false);
-        let cancel: &AtomicBool = hooks.cancel.unwrap_or(&never);
+        let panicked = CaughtPanic::default();
+        let mut segment_sink = Callback {
+            sink: &mut |raw| collector.accept(raw),
+            panicked: &panicked,
+        };
+        let mut progress_sink = Callback {
+            sink: match hooks.on_progress.as_mut() {
+                Some(p) => *p,
+                None => &mut |_| {},
+            },
+            panicked: &panicked,
+        };
+        let abort = Abort {
+            cancel: hooks.cancel.unwrap_or(&never),
+            panicked: &panicked,
+        };
+        let cancel = abort.cancel;
         // SAFETY: the callbacks only run inside `state.full` below, while the pointed-to
-        // closures and the AtomicBool are alive on this stack frame.
+        // sinks and flags are alive on this stack frame.
         unsafe {
             params.set_new_segment_callback(Some(new_segment_trampoline));
-            params.set_new_segment_callback_user_data(segment_ptr as *mut c_void);
+            params.set_new_segment_callback_user_data(
+                &mut segment_sink as *mut Callback<RawSegment> as *mut c_void,
+            );
             params.set_progress_callback(Some(progress_trampoline));
-            params.set_progress_callback_user_data(progress_ptr as *mut c_void);
+            params.set_progress_callback_user_data(
+                &mut progress_sink as *mut Callback<f32> as *mut c_void,
+            );
             params.set_abort_callback(Some(abort_trampoline));
-            params.set_abort_callback_user_data(cancel as *const AtomicBool as *mut c_void);
+            params.set_abort_callback_user_data(&abort as *const Abort as *mut c_void);
         }
         let result = state.full(params, samples);
+        // A panic in a caller's hook could not unwind through whisper.cpp; whisper was told to
+        // stop, and the panic resumes here, as if the hook had been called directly.
+        if let Some(payload) = panicked.take() {
+            std::panic::resume_unwind(payload);
+        }
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Cancelled);
         }
@@ -608,10 +657,50 @@ struct RawSegment {
     tokens: Vec<RawToken>,
 }
 
+/// The first panic raised inside a callback, kept until whisper returns: unwinding through
+/// whisper.cpp's C++ frames is undefined behaviour.
+#[derive(Default)]
+struct CaughtPanic {
+    hit: AtomicBool,
+    payload: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl CaughtPanic {
+    fn run(&self, f: impl FnOnce()) {
+        if self.hit.load(Ordering::Relaxed) {
+            return; // whisper is stopping; call nothing more of the caller's
+        }
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let mut slot = self.payload.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(payload);
+            self.hit.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn take(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.payload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// What a callback's user data points at.
+struct Callback<'a, T> {
+    sink: &'a mut dyn FnMut(T),
+    panicked: &'a CaughtPanic,
+}
+
+/// The abort callback's user data: the caller's cancel flag, and a panic to stop for.
+struct Abort<'a> {
+    cancel: &'a AtomicBool,
+    panicked: &'a CaughtPanic,
+}
+
 unsafe extern "C" fn abort_trampoline(user_data: *mut c_void) -> bool {
-    // SAFETY: user_data is the &AtomicBool set in `transcribe`.
-    let flag = unsafe { &*(user_data as *const AtomicBool) };
-    flag.load(Ordering::Relaxed)
+    // SAFETY: user_data is the `Abort` set in `transcribe`.
+    let abort = unsafe { &*(user_data as *const Abort) };
+    abort.cancel.load(Ordering::Relaxed) || abort.panicked.hit.load(Ordering::Relaxed)
 }
 
 unsafe extern "C" fn progress_trampoline(
@@ -620,11 +709,11 @@ unsafe extern "C" fn progress_trampoline(
     progress: c_int,
     user_data: *mut c_void,
 ) {
-    // SAFETY: user_data points at the `&mut dyn FnMut(f32)` set in `transcribe`.
-    let sink = unsafe { &mut *(user_data as *mut &mut dyn FnMut(f32)) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        sink((progress as f32 / 100.0).clamp(0.0, 1.0))
-    }));
+    // SAFETY: user_data points at the `Callback<f32>` set in `transcribe`.
+    let cb = unsafe { &mut *(user_data as *mut Callback<f32>) };
+    let sink = &mut cb.sink;
+    cb.panicked
+        .run(|| sink((progress as f32 / 100.0).clamp(0.0, 1.0)));
 }
 
 unsafe extern "C" fn new_segment_trampoline(
@@ -633,13 +722,15 @@ unsafe extern "C" fn new_segment_trampoline(
     n_new: c_int,
     user_data: *mut c_void,
 ) {
-    // SAFETY: called by whisper_full with a valid ctx/state; user_data is the sink pointer.
-    let sink = unsafe { &mut *(user_data as *mut &mut dyn FnMut(RawSegment)) };
+    // SAFETY: called by whisper_full with a valid ctx/state; user_data is the
+    // `Callback<RawSegment>` set in `transcribe`.
+    let cb = unsafe { &mut *(user_data as *mut Callback<RawSegment>) };
     let total = unsafe { sys::whisper_full_n_segments_from_state(state) };
     let eot = unsafe { sys::whisper_token_eot(ctx) };
     for i in (total - n_new).max(0)..total {
         let seg = unsafe { read_segment(ctx, state, i, eot) };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(seg)));
+        let sink = &mut cb.sink;
+        cb.panicked.run(|| sink(seg));
     }
 }
 

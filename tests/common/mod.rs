@@ -5,6 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Whether this run is under CI (`CI` set to anything but empty, `0` or `false`). The one place
+/// that decides it: under CI every missing prerequisite fails its test.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A prerequisite of a test is missing. Under CI that fails the test; elsewhere it is said
+/// loudly on stderr and the caller returns without checking anything.
+pub fn prerequisite_missing(what: &str) {
+    if under_ci() {
+        panic!("MISSING PREREQUISITE under CI (.ci/run installs it): {what}");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPING THIS TEST: {what} !!!!!!!!!!\n");
+}
+
 /// `$VERBATIM_SHARED`, else `../shared` next to the crate.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("VERBATIM_SHARED")

@@ -230,7 +230,7 @@ impl Pulse {
         self.kill_from_pid_file();
         panic!(
             "PulseAudio test daemon failed to start{}: {what}\n--- pulseaudio stderr ---\n{}\n--- daemon log ---\n{}",
-            if std::env::var_os("CI").is_some_and(|v| v == "true") {
+            if super::under_ci() {
                 " (CI)"
             } else {
                 ""

@@ -82,13 +82,7 @@ impl SlurmCluster {
     /// is not set. Under CI that panics instead, as does any failure to start (with the logs).
     pub fn start() -> Option<SlurmCluster> {
         if let Err(why) = can_run() {
-            if ci() {
-                panic!(
-                    "the Slurm tests must run under CI, but {why} \
-                     (.ci/run installs slurm-wlm and munge and runs as root)"
-                );
-            }
-            eprintln!("skipping: {why}");
+            super::prerequisite_missing(&format!("the Slurm test cluster cannot start: {why}"));
             return None;
         }
         Some(Self::start_cluster())
@@ -375,7 +369,7 @@ impl SlurmCluster {
         self.stop();
         panic!(
             "Slurm test cluster{}: {what}\n{logs}",
-            if ci() { " (CI)" } else { "" },
+            if super::under_ci() { " (CI)" } else { "" },
         );
     }
 
@@ -560,11 +554,6 @@ fn can_run() -> Result<(), String> {
         return Err("the Slurm test cluster needs root (SlurmUser=root)".to_string());
     }
     Ok(())
-}
-
-/// `CI` is set (to anything but empty, `0` or `false`).
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 fn is_root() -> bool {
