@@ -12,6 +12,7 @@ pub mod listen;
 pub mod models;
 pub mod output;
 pub mod pipeline;
+#[cfg(feature = "serve")]
 pub mod server;
 pub mod subtitle;
 pub mod transcript;

@@ -1,6 +1,8 @@
 //! Live dictation: microphones, capture and typing the text into the focused window.
 
+#[cfg(feature = "listen")]
 pub mod capture;
+#[cfg(feature = "listen")]
 pub mod devices;
 pub mod dictation;
 pub mod session;

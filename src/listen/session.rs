@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::audio::{self, resample::StreamResampler, InputSource};
+#[cfg(feature = "listen")]
+use crate::audio::resample::StreamResampler;
+use crate::audio::{self, InputSource};
 use crate::engine::Engine;
 use crate::error::Error;
+#[cfg(feature = "listen")]
 use crate::listen::capture::Microphone;
 use crate::listen::dictation::{Dictation, DictationOptions, Event, Stats};
 
@@ -82,6 +85,7 @@ pub fn run(
     let mut dictation = Dictation::new(engine, opts.dictation.clone())?;
     let limit = opts.duration.map(|d| (d * 16_000.0) as usize);
     let mut ended = None;
+    #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
     let mut failure = None;
     let mut deliver = |events: Vec<Event>, dictation: &Dictation, ended: &mut Option<Ended>| {
         for e in &events {
@@ -100,6 +104,13 @@ pub fn run(
     };
 
     let (source, dropped) = match &opts.input {
+        #[cfg(not(feature = "listen"))]
+        Input::Microphone(_) => {
+            return Err(Error::Usage(
+                "this build has no microphone capture (the `listen` feature)".into(),
+            ))
+        }
+        #[cfg(feature = "listen")]
         Input::Microphone(spec) => {
             let mut mic = Microphone::open(spec.as_deref())?;
             let source = mic.info().name.clone();

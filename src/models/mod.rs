@@ -10,6 +10,8 @@ pub mod ggml;
 pub mod import;
 pub mod mel;
 pub mod registry;
+#[cfg(feature = "download")]
+mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -169,7 +171,17 @@ pub fn ensure_entry(
             entry.name,
         )));
     }
-    download::download(entry, &url, path, on_event)
+    #[cfg(feature = "download")]
+    return download::download(entry, &url, path, on_event);
+    #[cfg(not(feature = "download"))]
+    {
+        let _ = on_event;
+        Err(Error::Store(format!(
+            "model {} is not installed in {} and this build has no downloader (the `download` feature): download {url} into that directory",
+            entry.name,
+            path.parent().unwrap_or(Path::new(".")).display(),
+        )))
+    }
 }
 
 /// A registry entry's size for people (`141.1 MiB`, `~142.0 MiB`).
