@@ -701,9 +701,9 @@ fn ffmpeg_fallback(
             "-acodec",
             "pcm_f32le",
             "-ar",
-            "16000",
-            "-ac",
         ])
+        .arg(super::WHISPER_SAMPLE_RATE.to_string())
+        .arg("-ac")
         .arg(channels.to_string())
         .arg("-")
         .stdin(Stdio::null())
@@ -748,7 +748,7 @@ fn ffmpeg_fallback(
             frames_out += whole / frame_bytes;
             bytes.copy_within(whole..filled, 0);
             filled -= whole;
-            if !sink.block(&samples, channels, 16_000) {
+            if !sink.block(&samples, channels, super::WHISPER_SAMPLE_RATE) {
                 stopped = true;
                 break;
             }

@@ -5,6 +5,7 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use super::WHISPER_SAMPLE_RATE;
+use crate::error::Error;
 
 /// Averages planar channels into one mono channel.
 pub fn downmix_to_mono(channels: &[Vec<f32>]) -> Vec<f32> {
@@ -80,9 +81,9 @@ pub struct StreamResampler {
 
 impl StreamResampler {
     /// A resampler from `rate` Hz to 16 kHz.
-    pub fn new(rate: u32) -> Result<StreamResampler, String> {
+    pub fn new(rate: u32) -> Result<StreamResampler, Error> {
         if rate == 0 {
-            return Err("sample rate is 0 Hz".into());
+            return Err(Error::Audio("sample rate is 0 Hz".into()));
         }
         if rate == WHISPER_SAMPLE_RATE {
             return Ok(StreamResampler {
@@ -103,7 +104,7 @@ impl StreamResampler {
             WindowFunction::BlackmanHarris2,
             FixedSync::Input,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Audio(format!("cannot resample from {rate} Hz: {e}")))?;
         let delay_left = fft.output_delay();
         Ok(StreamResampler {
             inner: Some(fft),
@@ -116,7 +117,7 @@ impl StreamResampler {
     }
 
     /// Adds input samples and appends whatever 16 kHz output is ready to `out`.
-    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+    pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), Error> {
         self.frames_in += input.len() as u64;
         let before = out.len();
         let result = self.process_inner(input, out);
@@ -126,7 +127,7 @@ impl StreamResampler {
 
     /// Ends the stream: pushes the samples still inside the filter out, so the output has
     /// exactly `ceil(frames_in * 16000 / rate)` samples, as a whole-file resample would.
-    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), String> {
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), Error> {
         let expected =
             (self.frames_in * u64::from(WHISPER_SAMPLE_RATE)).div_ceil(u64::from(self.rate));
         if self.inner.is_some() {
@@ -149,7 +150,7 @@ impl StreamResampler {
         Ok(())
     }
 
-    fn process_inner(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+    fn process_inner(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), Error> {
         let Some(fft) = self.inner.as_mut() else {
             out.extend_from_slice(input);
             return Ok(());
@@ -161,8 +162,10 @@ impl StreamResampler {
                 return Ok(());
             }
             let block = InterleavedSlice::new(&self.pending[..need], 1, need)
-                .map_err(|e| format!("{e:?}"))?;
-            let produced = fft.process(&block, None).map_err(|e| e.to_string())?;
+                .map_err(|e| Error::Audio(format!("resampler input: {e:?}")))?;
+            let produced = fft
+                .process(&block, None)
+                .map_err(|e| Error::Audio(format!("resampler: {e}")))?;
             let data = produced.take_data();
             let skip = self.delay_left.min(data.len());
             self.delay_left -= skip;

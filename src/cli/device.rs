@@ -236,7 +236,7 @@ pub fn run_probe(args: ProbeArgs) -> i32 {
         let line = TestLine {
             gpu,
             ok: result.is_ok(),
-            error: result.err(),
+            error: result.err().map(|e| e.to_string()),
         };
         let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = out.flush();

@@ -189,7 +189,11 @@ pub fn list_devices() -> Vec<DeviceInfo> {
 /// Initialises GPU `gpu` (as counted by [`list_devices`]) and runs a small matrix product on
 /// it, checking the result. Returns the device on success. May abort the process when the
 /// driver is broken: run it in a child process.
-pub fn self_test(gpu: usize) -> Result<DeviceInfo, String> {
+pub fn self_test(gpu: usize) -> Result<DeviceInfo, crate::Error> {
+    test_gpu(gpu).map_err(crate::Error::Device)
+}
+
+fn test_gpu(gpu: usize) -> Result<DeviceInfo, String> {
     let devices = list_devices();
     let gpus: Vec<&DeviceInfo> = devices.iter().filter(|d| d.gpu_index.is_some()).collect();
     if gpus.is_empty() {

@@ -27,7 +27,7 @@ use crate::transcript::{Flag, Segment, Transcript, Word};
 pub use vad::{Span, TimeMap, VadOptions};
 
 /// Samples per second of the audio the engine takes.
-pub const SAMPLES_PER_SECOND: usize = 16_000;
+pub const SAMPLES_PER_SECOND: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
 
 /// A segment never spans a pause longer than this (seconds): it is split there.
 const MAX_PAUSE_IN_SEGMENT: f64 = 1.5;

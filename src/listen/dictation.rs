@@ -18,7 +18,7 @@ use crate::engine::{Engine, Hooks, TranscribeOptions, VadOptions};
 use crate::error::Error;
 use crate::Word;
 
-const RATE: usize = 16_000;
+const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
 /// Utterances shorter than this (seconds) get `final_min_context` in their last pass.
 const SHORT_UTTERANCE: usize = 5;
 

@@ -16,6 +16,8 @@ use crate::error::Error;
 use crate::listen::capture::Microphone;
 use crate::listen::dictation::{Dictation, DictationOptions, Event, Stats};
 
+const RATE: f64 = crate::audio::WHISPER_SAMPLE_RATE as f64;
+
 /// Where the audio comes from.
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -83,7 +85,7 @@ pub fn run(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(Summary, Option<Error>), Error> {
     let mut dictation = Dictation::new(engine, opts.dictation.clone())?;
-    let limit = opts.duration.map(|d| (d * 16_000.0) as usize);
+    let limit = opts.duration.map(|d| (d * RATE) as usize);
     let mut ended = None;
     #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
     let mut failure = None;
@@ -96,7 +98,7 @@ pub fn run(
         }
         if ended.is_none() {
             if let Some(limit) = limit {
-                if dictation.audio_time() * 16_000.0 >= limit as f64 {
+                if dictation.audio_time() * RATE >= limit as f64 {
                     *ended = Some(Ended::Duration);
                 }
             }
@@ -115,9 +117,7 @@ pub fn run(
             let mut mic = Microphone::open(spec.as_deref())?;
             let source = mic.info().name.clone();
             let channels = mic.channels();
-            let mut resampler = StreamResampler::new(mic.rate()).map_err(|e| {
-                Error::Usage(format!("cannot resample from {} Hz: {e}", mic.rate()))
-            })?;
+            let mut resampler = StreamResampler::new(mic.rate())?;
             let mut raw = Vec::new();
             let mut mono = Vec::new();
             // Debugging aid: VERBATIM_LISTEN_DUMP=FILE.wav records what the dictation hears.
@@ -126,7 +126,7 @@ pub fn run(
                     p,
                     hound::WavSpec {
                         channels: 1,
-                        sample_rate: 16_000,
+                        sample_rate: crate::audio::WHISPER_SAMPLE_RATE,
                         bits_per_sample: 32,
                         sample_format: hound::SampleFormat::Float,
                     },
@@ -154,12 +154,10 @@ pub fn run(
                                 .map(|f| f.iter().sum::<f32>() / f.len() as f32),
                         );
                         out.clear();
-                        resampler
-                            .process(&mono, &mut out)
-                            .map_err(|e| Error::Usage(format!("resampling failed: {e}")))?;
+                        resampler.process(&mono, &mut out)?;
                         if let Some(limit) = limit {
                             let room =
-                                limit.saturating_sub((dictation.audio_time() * 16_000.0) as usize);
+                                limit.saturating_sub((dictation.audio_time() * RATE) as usize);
                             out.truncate(room);
                         }
                         if let Some(w) = dump.as_mut() {
@@ -203,7 +201,7 @@ pub fn run(
                 }
                 let mut end = (pos + chunk).min(samples.len());
                 if *realtime {
-                    let due = started + Duration::from_secs_f64(end as f64 / 16_000.0);
+                    let due = started + Duration::from_secs_f64(end as f64 / RATE);
                     let now = Instant::now();
                     if due > now {
                         std::thread::sleep(due - now);
@@ -211,7 +209,7 @@ pub fn run(
                         // Behind (the last step took a while): like a microphone's ring buffer,
                         // hand over everything captured by now in one block, so the next step
                         // sees the newest audio rather than working through stale chunks.
-                        let captured = ((now - started).as_secs_f64() * 16_000.0) as usize;
+                        let captured = ((now - started).as_secs_f64() * RATE) as usize;
                         let whole = captured.saturating_sub(pos) / chunk * chunk;
                         end = (pos + whole.max(chunk)).min(samples.len());
                     }
@@ -221,7 +219,7 @@ pub fn run(
                 }
                 // The block's last sample was captured when the replay clock reached it.
                 let arrival = if *realtime {
-                    started + Duration::from_secs_f64(end as f64 / 16_000.0)
+                    started + Duration::from_secs_f64(end as f64 / RATE)
                 } else {
                     Instant::now()
                 };

@@ -221,7 +221,7 @@ impl GgmlModel {
             .map_err(|e| Error::input(path, format!("cannot read: {e}")))?
             .len();
         let mut reader = BufReader::with_capacity(1 << 16, file);
-        parse(&mut reader, len).map_err(|reason| Error::input(path, reason))
+        parse(&mut reader, len, path)
     }
 
     /// The tensor called `name`.
@@ -299,9 +299,13 @@ impl<R: Read + Seek> Reader<'_, R> {
     }
 }
 
-/// Parses a Whisper ggml file of `len` bytes from `r` (positioned at its start). Reasons are
-/// one line; tensor data is skipped, not read.
-pub fn parse<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String> {
+/// Parses a Whisper ggml file of `len` bytes from `r` (positioned at its start); `source`
+/// names it in errors. Tensor data is skipped, not read.
+pub fn parse<R: Read + Seek>(r: &mut R, len: u64, source: &Path) -> Result<GgmlModel, Error> {
+    parse_header(r, len).map_err(|reason| Error::input(source, reason))
+}
+
+fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String> {
     let mut rd = Reader {
         inner: r,
         pos: 0,
@@ -575,7 +579,7 @@ mod tests {
         write_tensor_header(&mut buf, "x.bias", GgmlType::Q8_0, &[64]).unwrap();
         buf.extend_from_slice(&[0u8; 68]);
         let len = buf.len() as u64;
-        let m = parse(&mut io::Cursor::new(buf), len).unwrap();
+        let m = parse_header(&mut io::Cursor::new(buf), len).unwrap();
         assert_eq!(m.hparams, hp);
         assert_eq!(m.filters, filters);
         assert_eq!(m.vocab, vocab);

@@ -4,7 +4,7 @@
 //! that matrix, so a CTranslate2 directory (which has no filters) does not need it.
 
 /// Sample rate Whisper's front end runs at.
-pub const SAMPLE_RATE: f64 = 16_000.0;
+pub const SAMPLE_RATE: f64 = crate::audio::WHISPER_SAMPLE_RATE as f64;
 /// FFT size of Whisper's STFT (25 ms windows).
 pub const N_FFT: usize = 400;
 /// FFT bins per frame (`N_FFT / 2 + 1`), the filterbank's width.

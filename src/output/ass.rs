@@ -3,6 +3,7 @@
 
 use super::{JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
+use crate::timecode;
 use crate::transcript::Transcript;
 
 /// ASS writer.
@@ -31,18 +32,6 @@ Style: Default,Arial,64,&H00FFFFFF,&H000000FF,&H00000000,&H80000000,0,0,0,0,100,
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 ";
 
-/// `H:MM:SS.cc` (centiseconds), as ASS wants it.
-fn ass_time(seconds: f64) -> String {
-    let cs = (seconds.max(0.0) * 100.0).round() as u64;
-    format!(
-        "{}:{:02}:{:02}.{:02}",
-        cs / 360_000,
-        (cs / 6000) % 60,
-        (cs / 100) % 60,
-        cs % 100
-    )
-}
-
 /// Escapes text for an ASS event: braces would open an override block and a backslash
 /// would start a tag (`\N`, `\h`), so braces are escaped and a backslash becomes the
 /// full-width reverse solidus, which looks the same and is inert.
@@ -66,8 +55,8 @@ impl OutputFormat for Ass {
             let text: Vec<String> = cue.lines.iter().map(|l| escape(l)).collect();
             out.push_str(&format!(
                 "Dialogue: 0,{},{},Default,{},0,0,0,,{}\n",
-                ass_time(cue.start),
-                ass_time(cue.end),
+                timecode::ass(cue.start),
+                timecode::ass(cue.end),
                 cue.speaker.as_deref().unwrap_or(""),
                 text.join("\\N")
             ));
@@ -81,9 +70,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_and_escapes() {
-        assert_eq!(ass_time(0.0), "0:00:00.00");
-        assert_eq!(ass_time(3723.456), "1:02:03.46");
+    fn escapes() {
         assert_eq!(escape("a {b} \\N c"), "a \\{b\\} \u{FF3C}N c");
     }
 }

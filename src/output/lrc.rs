@@ -6,11 +6,6 @@ use crate::transcript::Transcript;
 /// LRC writer.
 pub struct Lrc;
 
-fn lrc_time(seconds: f64) -> String {
-    let cs = (seconds.max(0.0) * 100.0).round() as u64;
-    format!("{:02}:{:02}.{:02}", cs / 6000, (cs / 100) % 60, cs % 100)
-}
-
 impl OutputFormat for Lrc {
     fn begin(&self, head: &Transcript, meta: &JsonMeta) -> String {
         let mut out = format!("[by:verbatim {}]\n", meta.tool_version);
@@ -25,7 +20,7 @@ impl OutputFormat for Lrc {
         let mut out = String::new();
         for seg in &transcript.segments {
             let text = labelled_text(seg).replace('\n', " ");
-            out.push_str(&format!("[{}]{}\n", lrc_time(seg.start), text));
+            out.push_str(&format!("[{}]{}\n", crate::timecode::lrc(seg.start), text));
         }
         out
     }

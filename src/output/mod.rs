@@ -173,15 +173,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `HH:MM:SS<sep>mmm` as SRT (`,`) and VTT (`.`) want it.
-pub(crate) fn clock(seconds: f64, separator: char) -> String {
-    let total_ms = (seconds.max(0.0) * 1000.0).round() as u64;
-    let (h, rem) = (total_ms / 3_600_000, total_ms % 3_600_000);
-    let (m, rem) = (rem / 60_000, rem % 60_000);
-    let (s, ms) = (rem / 1000, rem % 1000);
-    format!("{h:02}:{m:02}:{s:02}{separator}{ms:03}")
-}
-
 /// Segment text with a channel label when channels were split.
 pub(crate) fn labelled_text(seg: &crate::Segment) -> String {
     match seg.channel_label() {

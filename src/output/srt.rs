@@ -1,8 +1,9 @@
 //! SubRip (`.srt`): numbered cues with `HH:MM:SS,mmm` times, laid out by the subtitle
 //! engine ([`crate::subtitle::layout`]) under the context's rules.
 
-use super::{clock, JsonMeta, OutputFormat, WriterState};
+use super::{JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
+use crate::timecode;
 use crate::transcript::Transcript;
 
 /// SRT writer.
@@ -23,8 +24,8 @@ impl OutputFormat for Srt {
             out.push_str(&format!(
                 "{}\n{} --> {}\n{}\n\n",
                 i + 1,
-                clock(cue.start, ','),
-                clock(cue.end, ','),
+                timecode::clock(cue.start, ','),
+                timecode::clock(cue.end, ','),
                 lines.join("\n")
             ));
         }

@@ -1,8 +1,9 @@
 //! WebVTT (`.vtt`): a `WEBVTT` header and cues with `HH:MM:SS.mmm` times, laid out by the
 //! subtitle engine; split channels become voice spans (`<v ch1>`).
 
-use super::{clock, JsonMeta, OutputFormat, WriterState};
+use super::{JsonMeta, OutputFormat, WriterState};
 use crate::subtitle;
+use crate::timecode;
 use crate::transcript::Transcript;
 
 /// WebVTT writer.
@@ -32,8 +33,8 @@ impl OutputFormat for Vtt {
             }
             out.push_str(&format!(
                 "{} --> {}\n{}\n\n",
-                clock(cue.start, '.'),
-                clock(cue.end, '.'),
+                timecode::clock(cue.start, '.'),
+                timecode::clock(cue.end, '.'),
                 lines.join("\n")
             ));
         }

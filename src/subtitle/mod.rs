@@ -131,7 +131,11 @@ impl From<Preset> for Rules {
 impl Rules {
     /// Checks that the rules can be followed at all (positive limits, linger within the
     /// silence a cue may cover); the message names the offending value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        self.check().map_err(crate::Error::Usage)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -267,7 +271,7 @@ impl fmt::Display for Violation {
             f,
             "cue {} at {}: {}",
             self.cue,
-            crate::output::clock(self.start, ','),
+            crate::timecode::clock(self.start, ','),
             self.detail
         )
     }

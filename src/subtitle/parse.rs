@@ -68,9 +68,9 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
         let line_no = first + t;
         let (a, b) = block[t].split_once("-->").unwrap_or_default();
         let end_text = b.split_whitespace().next().unwrap_or("");
-        let start = parse_time(a.trim(), vtt)
+        let start = crate::timecode::parse_cue(a.trim(), vtt)
             .ok_or_else(|| format!("line {line_no}: invalid start time `{}`", a.trim()))?;
-        let end = parse_time(end_text, vtt)
+        let end = crate::timecode::parse_cue(end_text, vtt)
             .ok_or_else(|| format!("line {line_no}: invalid end time `{end_text}`"))?;
         cues.push(Cue {
             start,
@@ -89,25 +89,3 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
     Ok(cues)
 }
 
-/// `HH:MM:SS,mmm`, `HH:MM:SS.mmm` or (WebVTT) `MM:SS.mmm` in seconds.
-fn parse_time(s: &str, vtt: bool) -> Option<f64> {
-    let (clock, frac) = s.rsplit_once([',', '.'])?;
-    if frac.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let parts: Vec<&str> = clock.split(':').collect();
-    let (h, m, sec) = match parts.as_slice() {
-        [h, m, s] => (*h, *m, *s),
-        [m, s] if vtt => ("0", *m, *s),
-        _ => return None,
-    };
-    let num = |x: &str| -> Option<u64> {
-        (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit())).then(|| x.parse().ok())?
-    };
-    let (h, m, sec) = (num(h)?, num(m)?, num(sec)?);
-    if m >= 60 || sec >= 60 {
-        return None;
-    }
-    let ms: u64 = format!("{frac:0<3}").parse().ok()?;
-    Some((h * 3600 + m * 60 + sec) as f64 + ms as f64 / 1000.0)
-}
