@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while transcribing.
+/// Everything that can go wrong while transcribing. New kinds may be added: match with a
+/// wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An input file could not be read or decoded.
     #[error("{}: {reason}", path.display())]
@@ -46,6 +48,9 @@ pub enum Error {
     /// Invalid options (e.g. an unknown language code).
     #[error("{0}")]
     Usage(String),
+    /// Audio could not be processed (e.g. a sample rate the resampler cannot take).
+    #[error("{0}")]
+    Audio(String),
     /// A microphone, or the tool that types dictated text, is missing or failed (the message
     /// names the device or tool and what to do).
     #[error("{0}")]
