@@ -8,10 +8,10 @@ at a given speech density (--density, default 0.1 = 10 % speech). One block of -
 concatenated with sox; no PCM is held in Python.
 
 Rows:
-  stream   verbatim transcribe FILE ...                  (streaming, windows of --window s)
-  whole    verbatim transcribe --split-channels FILE ... (decodes the whole file into memory
-           first, like whisper.cpp's CLI; a mono file gives one stream). 10 min and 1 h only,
-           10 h only with --include-whole-10h.
+  stream   verbatim transcribe FILE ...        (streaming, windows of --window s)
+  stdin    verbatim transcribe - ... < FILE    (standard input: spooled to a temporary file in
+           1 MiB blocks, then the same streaming path; its memory must match the stream row's).
+           10 min and 1 h only, 10 h only with --include-stdin-10h.
 
 Measured: wall time (monotonic clock around the process, includes model load), peak RSS
 (ru_maxrss from os.wait4), and VmRSS sampled every --sample-interval seconds from
@@ -53,15 +53,16 @@ def vmrss_bytes(pid):
     return None
 
 
-def run_measured(cmd, log_path, interval):
+def run_measured(cmd, log_path, interval, stdin_path=None):
     """Run cmd, sampling its VmRSS every `interval` s.
 
     Returns dict(wall, maxrss, cpu, foreign, rc, samples=[(t, rss_bytes)])."""
     samples = []
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     with open(log_path, "wb") as log:
         b0 = busy_cpu_s()
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=stdin)
         next_sample = t0 + interval
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -76,6 +77,8 @@ def run_measured(cmd, log_path, interval):
             time.sleep(min(0.2, max(0.01, next_sample - time.perf_counter())))
         wall = time.perf_counter() - t0
         b1 = busy_cpu_s()
+    if stdin_path:
+        stdin.close()
     p.returncode = os.waitstatus_to_exitcode(status)
     cpu = ru.ru_utime + ru.ru_stime
     foreign = max(0.0, b1 - b0 - cpu) if b0 is not None and b1 is not None else float("nan")
@@ -261,9 +264,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", type=float, default=None, help="pass --window S to verbatim (default: its own, 300)")
     ap.add_argument("--sample-interval", type=float, default=5.0, help="VmRSS sampling interval, s (default 5)")
-    ap.add_argument("--no-whole", action="store_true", help="skip the whole-file decode (--split-channels) rows")
-    ap.add_argument("--include-whole-10h", action="store_true",
-                    help="also run the whole-file decode on lengths >= 10 h (needs ~2.3 GB for samples alone)")
+    ap.add_argument("--no-stdin", action="store_true", help="skip the standard-input rows")
+    ap.add_argument("--include-stdin-10h", action="store_true",
+                    help="also run the 10 h recording through standard input")
     ap.add_argument("--tolerance", type=float, default=5.0, help="allowed |last cue end - last utterance end|, s (default 5)")
     ap.add_argument("--model", default=os.path.join(SHARED, "models/ggml-tiny.en.bin"))
     ap.add_argument("--vad-model", default=os.path.join(SHARED, "models/ggml-silero-vad.bin"))
@@ -318,20 +321,21 @@ def main():
                   f"{speech:.0f} s speech ({speech / real * 100:.1f} %), {size / 1e6:.1f} MB FLAC, "
                   f"last utterance ends {last_end:.2f} s, built in {time.perf_counter() - t0:.1f} s")
             modes = ["stream"]
-            if not a.no_whole and (length < 36000 or a.include_whole_10h):
-                modes.append("whole")
+            if not a.no_stdin and (length < 36000 or a.include_stdin_10h):
+                modes.append("stdin")
             for mode in modes:
                 out = os.path.join(a.outdir, f"{mode}_{length}s")
                 shutil.rmtree(out, ignore_errors=True)
                 os.makedirs(out)
-                cmd = [a.verbatim, "transcribe", path, "-f", "srt,json", "-o", out, "-q",
+                cmd = [a.verbatim, "transcribe", "-" if mode == "stdin" else path,
+                       "-f", "srt,json", "-o", out, "-q",
                        "--model", a.model, "--vad-model", a.vad_model, "--offline", "-t", str(a.threads)]
                 if a.window is not None:
                     cmd += ["--window", str(a.window)]
-                if mode == "whole":
-                    cmd.append("--split-channels")
-                print(f"  {mode}: {shlex.join(cmd)}", flush=True)
-                r = run_measured(cmd, os.path.join(out, "log.txt"), a.sample_interval)
+                shown = shlex.join(cmd) + (f" < {shlex.quote(path)}" if mode == "stdin" else "")
+                print(f"  {mode}: {shown}", flush=True)
+                r = run_measured(cmd, os.path.join(out, "log.txt"), a.sample_interval,
+                                 stdin_path=path if mode == "stdin" else None)
                 first, second = halves(r["samples"], r["wall"])
                 chk = check_outputs(out, last_end, a.tolerance) if r["rc"] == 0 else \
                     dict(ok=False, problems=[f"exit code {r['rc']}"], srt_last_end=None, cues=None)
@@ -366,7 +370,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
 
     # ------------------------------------------------------------ report
-    label = {"stream": "streaming (default)", "whole": "whole-file decode (whisper.cpp's approach)"}
+    label = {"stream": "file (streaming)", "stdin": "standard input (-)"}
 
     def med(x):
         return f"{mb(x):.0f}" if x is not None else "n/a"

@@ -36,6 +36,7 @@ pub struct AudioStream {
     first: Option<Vec<f32>>,
     info: Option<DecodeInfo>,
     non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    channels: Arc<std::sync::atomic::AtomicUsize>,
     /// Duration in seconds read from the container's header, when it says.
     pub duration_hint: Option<f64>,
 }
@@ -45,14 +46,26 @@ impl AudioStream {
     /// unsupported codec without ffmpeg) are returned here, with the same one-line messages
     /// as [`super::decode_path`].
     pub fn open(path: &Path) -> Result<AudioStream> {
+        Self::open_channel(path, None)
+    }
+
+    /// Like [`AudioStream::open`], but the samples are those of one input channel (0-based)
+    /// instead of the downmix; [`AudioStream::channels`] says how many there are.
+    pub fn open_channel(path: &Path, channel: Option<usize>) -> Result<AudioStream> {
         let (tx, rx) = sync_channel(AHEAD);
         let stop = Arc::new(AtomicBool::new(false));
         let non_finite = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let channels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = {
-            let (owned, stop, non_finite) = (path.to_path_buf(), stop.clone(), non_finite.clone());
+            let (owned, stop, non_finite, count) = (
+                path.to_path_buf(),
+                stop.clone(),
+                non_finite.clone(),
+                channels.clone(),
+            );
             std::thread::Builder::new()
                 .name("verbatim-decode".into())
-                .spawn(move || decode_thread(&owned, tx, stop, non_finite))
+                .spawn(move || decode_thread(&owned, channel, tx, stop, non_finite, count))
                 .map_err(|e| Error::input(path, format!("cannot start the decoder: {e}")))?
         };
         let mut stream = AudioStream {
@@ -63,6 +76,7 @@ impl AudioStream {
             first: None,
             info: None,
             non_finite,
+            channels,
             duration_hint: probe_duration(path),
         };
         // Wait for the first chunk so that "not an audio file" fails here, not mid-run.
@@ -94,6 +108,11 @@ impl AudioStream {
                 Err(Error::input(&self.path, "the decoder stopped unexpectedly"))
             }
         }
+    }
+
+    /// The input's channel count (known once `open` has returned).
+    pub fn channels(&self) -> usize {
+        self.channels.load(Ordering::SeqCst)
     }
 
     /// The next chunk of 16 kHz mono samples (about one second), or `None` at the end.
@@ -151,6 +170,9 @@ struct MonoSink {
     non_finite: Arc<std::sync::atomic::AtomicUsize>,
     resampler: Option<StreamResampler>,
     format: Option<(usize, u32)>,
+    /// One channel to keep instead of the downmix.
+    channel: Option<usize>,
+    channel_count: Arc<std::sync::atomic::AtomicUsize>,
     mono: Vec<f32>,
     out: Vec<f32>,
     error: Option<String>,
@@ -184,6 +206,11 @@ impl PcmSink for MonoSink {
                     }
                 }
                 self.format = Some((channels, rate));
+                self.channel_count.store(channels, Ordering::SeqCst);
+                if let Some(c) = self.channel.filter(|&c| c >= channels) {
+                    self.error = Some(format!("has no channel {c} (it has {channels})"));
+                    return false;
+                }
             }
             Some(f) if f != (channels, rate) => {
                 self.error = Some("channel count or sample rate changes mid-stream".into());
@@ -199,15 +226,22 @@ impl PcmSink for MonoSink {
         let scale = 1.0 / channels as f32;
         let mut bad = 0usize;
         for frame in interleaved.chunks_exact(channels) {
+            let picked = match self.channel {
+                Some(c) => &frame[c..c + 1],
+                None => frame,
+            };
             let mut sum = 0.0f32;
-            for &s in frame {
+            for &s in picked {
                 if s.is_finite() {
                     sum += s;
                 } else {
                     bad += 1;
                 }
             }
-            self.mono.push(sum * scale);
+            self.mono.push(match self.channel {
+                Some(_) => sum,
+                None => sum * scale,
+            });
         }
         if bad > 0 {
             self.non_finite.fetch_add(bad, Ordering::SeqCst);
@@ -224,9 +258,11 @@ impl PcmSink for MonoSink {
 
 fn decode_thread(
     path: &Path,
+    channel: Option<usize>,
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
     non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    channel_count: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let mut sink = MonoSink {
         tx: tx.clone(),
@@ -234,11 +270,13 @@ fn decode_thread(
         non_finite,
         resampler: None,
         format: None,
+        channel,
+        channel_count,
         mono: Vec::new(),
         out: Vec::new(),
         error: None,
     };
-    let result = stream_path(path, false, &mut sink);
+    let result = stream_path(path, channel.is_some(), &mut sink);
     let result = match (result, sink.error.take()) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(reason)) => Err(Error::input(path, reason)),

@@ -211,6 +211,7 @@ fn transcribe_and_write(
         transcribe,
         window_seconds: options.window_seconds,
         resume: true,
+        split_channels: false,
     };
     let mut on_progress = |fraction: f32| observer.progress(worker, fraction);
     let mut hooks = Hooks {
@@ -219,7 +220,7 @@ fn transcribe_and_write(
         cancel: Some(cancel),
     };
     let summary =
-        crate::pipeline::transcribe_file(engine, path, &outputs, &pipeline_options, &mut hooks)?;
+        crate::pipeline::transcribe(engine, path, &outputs, &pipeline_options, &mut hooks)?;
     record.audio_duration = Some(summary.duration);
     record.language = (!summary.language.is_empty()).then(|| summary.language.clone());
     if options.naming.formats.iter().any(|f| f.is_subtitle()) {

@@ -15,7 +15,9 @@
 //! Memory holds one window of samples (5 minutes = 19 MB) plus whisper's state; neither the
 //! whole file's samples nor its transcript are ever held.
 
+mod channels;
 mod checkpoint;
+mod stdin;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, Write};
@@ -42,6 +44,9 @@ pub struct PipelineOptions {
     pub window_seconds: f64,
     /// Continue from a matching checkpoint when one exists (else start over).
     pub resume: bool,
+    /// Transcribe each input channel on its own (speakers recorded on separate channels);
+    /// segments carry their channel. Not resumable: the outputs are written at the end.
+    pub split_channels: bool,
 }
 
 impl Default for PipelineOptions {
@@ -50,6 +55,7 @@ impl Default for PipelineOptions {
             transcribe: TranscribeOptions::default(),
             window_seconds: 300.0,
             resume: true,
+            split_channels: false,
         }
     }
 }
@@ -122,8 +128,42 @@ fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Transcribes `path` window by window into `outputs`, calling `hooks.on_segment` with each
-/// final segment (file timeline) and `hooks.on_progress` with the fraction done.
+/// The one way to transcribe an input into its outputs, for the CLI, the batch runner and
+/// library users: `input` is a file, or `-` for standard input (spooled to a temporary file,
+/// so memory stays bounded as for a file). Calls `hooks.on_segment` with each final segment
+/// (file timeline) and `hooks.on_progress` with the fraction done.
+pub fn transcribe(
+    engine: &Engine,
+    input: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+    hooks: &mut Hooks<'_>,
+) -> Result<Summary> {
+    if input.as_os_str() == "-" {
+        return stdin::transcribe(engine, outputs, options, hooks);
+    }
+    transcribe_path(engine, input, outputs, options, hooks, true)
+}
+
+fn transcribe_path(
+    engine: &Engine,
+    path: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+    hooks: &mut Hooks<'_>,
+    checkpoints: bool,
+) -> Result<Summary> {
+    if options.split_channels {
+        return channels::transcribe(engine, path, outputs, options, hooks);
+    }
+    let mode = Mode {
+        channel: None,
+        checkpoints,
+    };
+    windowed(engine, path, outputs, options, hooks, mode)
+}
+
+/// Transcribes `path` window by window into `outputs` (downmixed; resumable).
 pub fn transcribe_file(
     engine: &Engine,
     path: &Path,
@@ -131,11 +171,36 @@ pub fn transcribe_file(
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
-    let result = run(engine, path, outputs, options, hooks);
+    let options = PipelineOptions {
+        split_channels: false,
+        ..options.clone()
+    };
+    transcribe_path(engine, path, outputs, &options, hooks, true)
+}
+
+/// How [`run`] reads its input and whether it checkpoints.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// One input channel instead of the downmix (segments are labelled with it).
+    channel: Option<usize>,
+    /// Write checkpoints (never for standard input, which a rerun cannot read again).
+    checkpoints: bool,
+}
+
+fn windowed(
+    engine: &Engine,
+    path: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+    hooks: &mut Hooks<'_>,
+    mode: Mode,
+) -> Result<Summary> {
+    let result = run(engine, path, outputs, options, hooks, mode);
     if result.is_err() {
         // With a checkpoint, the partial files are the work a rerun resumes from; without
         // one (stopped inside the first window) they hold nothing worth keeping.
-        let resumable = checkpoint_path(outputs).is_some_and(|p| p.is_file());
+        let resumable =
+            mode.checkpoints && checkpoint_path(outputs).is_some_and(|p| p.is_file());
         if !resumable {
             for (_, final_path) in &outputs.files {
                 let _ = std::fs::remove_file(partial_path(final_path, ".partial"));
@@ -152,8 +217,9 @@ fn run(
     outputs: &Outputs,
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
+    mode: Mode,
 ) -> Result<Summary> {
-    let mut stream = AudioStream::open(path)?;
+    let mut stream = AudioStream::open_channel(path, mode.channel)?;
     let opts = &options.transcribe;
     let window_len = ((options.window_seconds.max(30.0)) * SR as f64) as usize;
     let range_start = (opts.offset.max(0.0) * SR as f64) as u64;
@@ -168,7 +234,7 @@ fn run(
     });
 
     let fingerprint = checkpoint::fingerprint(path, outputs, options, engine);
-    let ckpt_path = checkpoint_path(outputs);
+    let ckpt_path = checkpoint_path(outputs).filter(|_| mode.checkpoints);
     let mut resume = match (&ckpt_path, options.resume) {
         (Some(p), true) => Checkpoint::load(p).filter(|c| c.fingerprint == fingerprint),
         _ => None,
@@ -267,7 +333,7 @@ fn run(
             on_progress: Some(&mut on_progress),
             cancel: hooks.cancel,
         };
-        let result = engine.transcribe(path, window, None, &wopts, &mut window_hooks);
+        let result = engine.transcribe(path, window, mode.channel, &wopts, &mut window_hooks);
         hooks.on_segment = seg_hook;
         hooks.on_progress = prog_hook;
         let mut part = result?;
