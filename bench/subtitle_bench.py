@@ -158,9 +158,11 @@ def main():
                     + (["--word-timestamps"] if words else []) + in_files)
         return build
     defs = {
-        "vb": (f"verbatim default (-t {T})", lambda out: vb_base + ["-o", out, "--threads", str(T)]),
+        # -t is whisper threads per worker (per transcription); the default split of T cores is
+        # one single-threaded worker per core, so "vb" and "vb-2x1" run alike.
+        "vb": (f"verbatim default split of {T} cores (-j {T} -t 1)", lambda out: vb_base + ["-o", out, "-j", str(T), "-t", "1"]),
         "vb-1x2": (f"verbatim -j 1 -t {T} (1x{T})", lambda out: vb_base + ["-o", out, "-j", "1", "-t", str(T)]),
-        "vb-2x1": (f"verbatim -j {T} -t {T} ({T}x1)", lambda out: vb_base + ["-o", out, "-j", str(T), "-t", str(T)]),
+        "vb-2x1": (f"verbatim -j {T} -t 1 ({T}x1)", lambda out: vb_base + ["-o", out, "-j", str(T), "-t", "1"]),
         "fw": ("faster-whisper", fw_build(False)),
         "fw-words": ("faster-whisper words", fw_build(True)),
     }

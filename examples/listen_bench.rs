@@ -51,8 +51,8 @@ fn main() {
     let fast = args.iter().any(|a| a == "--fast");
     let audio = shared.join("audio");
     let mut dictation = DictationOptions::default();
-    // As `verbatim listen` (whose --language defaults to en): no language detection per step
-    // on multilingual models.
+    // English speech: no language detection per step on multilingual models (`verbatim listen
+    // -l en`; its default, `auto`, detects on every step).
     dictation.transcribe.language = Some(get("--language").pop().unwrap_or_else(|| "en".into()));
     // Policy flags: each overrides one field when given.
     fn set<T: std::str::FromStr>(get: &dyn Fn(&str) -> Vec<String>, flag: &str, field: &mut T) {

@@ -1,4 +1,4 @@
-//! Errors of the library, each naming the file it concerns, and the CLI's exit codes.
+//! Errors of the library, each naming the file it concerns.
 
 use std::path::PathBuf;
 
@@ -69,17 +69,3 @@ impl Error {
 
 /// Result with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Process exit codes of the `verbatim` binary (also documented in `--help` and the README).
-pub mod exit_code {
-    /// Everything succeeded.
-    pub const OK: i32 = 0;
-    /// Failure: the only input failed, every input failed, or a fatal error (e.g. the model).
-    pub const FAILURE: i32 = 1;
-    /// Bad command-line usage.
-    pub const USAGE: i32 = 2;
-    /// Some inputs failed while others succeeded.
-    pub const PARTIAL: i32 = 3;
-    /// Interrupted by Ctrl-C (128 + SIGINT).
-    pub const INTERRUPTED: i32 = 130;
-}

@@ -118,3 +118,83 @@ fn a_bad_config_file_is_one_clear_error_with_line_and_key() {
         assert_eq!(stdout(&out).trim(), cfg.display().to_string());
     }
 }
+
+/// `verbatim listen` on jfk with tiny.en and the VAD model, reading `config`.
+fn listen_to_jfk(config: &Path) -> std::process::Command {
+    let mut cmd = with_config(config);
+    cmd.env_remove("VERBATIM_DEVICE")
+        .arg("listen")
+        .arg("--input")
+        .arg(audio("jfk.flac"))
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model());
+    cmd
+}
+
+#[test]
+fn a_top_level_device_is_where_whisper_runs_in_listen_too() {
+    let dir = tempfile::tempdir().unwrap();
+    for device in ["cpu", "gpu"] {
+        let cfg = dir.path().join(format!("{device}.toml"));
+        std::fs::write(&cfg, format!("device = \"{device}\"\n")).unwrap();
+        let out = run(&mut listen_to_jfk(&cfg));
+        let err = stderr(&out);
+        assert!(
+            !err.contains("no input device"),
+            "device = {device:?} was taken for a microphone: {err}"
+        );
+        assert!(out.status.success(), "device = {device:?}: {err}");
+        let heard = stdout(&out);
+        assert!(
+            wer(&reference("jfk.flac"), &heard) <= 0.12,
+            "device = {device:?}: {heard}"
+        );
+        // A GPU that cannot be used (as on a build without a GPU backend) falls back to the
+        // CPU with the one warning every command gives.
+        for line in err.lines().filter(|l| l.contains("GPU")) {
+            assert!(
+                line.starts_with("verbatim: warning: GPU unavailable (")
+                    && line.ends_with("; using the CPU"),
+                "device = {device:?}: {err}"
+            );
+        }
+    }
+
+    // The microphone is `mic` (--mic, -D): a [listen] table may set it, a flag beats it, and
+    // the top-level device still means the compute device.
+    let cfg = dir.path().join("mic.toml");
+    std::fs::write(
+        &cfg,
+        "device = \"cpu\"\n[listen]\nmic = \"no-such-microphone-from-config\"\n",
+    )
+    .unwrap();
+    let listen = |args: &[&str]| {
+        let mut cmd = with_config(&cfg);
+        cmd.env_remove("VERBATIM_DEVICE")
+            .arg("listen")
+            .arg("--model")
+            .arg(tiny_en())
+            .arg("--vad-model")
+            .arg(vad_model())
+            .args(args);
+        run(&mut cmd)
+    };
+    let out = listen(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no input device matches 'no-such-microphone-from-config'"),
+        "{}",
+        stderr(&out)
+    );
+    for flag in ["--mic", "-D"] {
+        let out = listen(&[flag, "no-such-microphone-from-flag"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("no input device matches 'no-such-microphone-from-flag'"),
+            "{flag}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -109,8 +109,9 @@ fn every_model_command_takes_a_device() {
     for (command, flag) in [
         ("transcribe", "--device <auto|cpu|gpu|gpu:N>"),
         ("subtitle", "--device <auto|cpu|gpu|gpu:N>"),
-        // listen's --device is the microphone.
-        ("listen", "--compute-device <auto|cpu|gpu|gpu:N>"),
+        // listen's microphone is --mic.
+        ("listen", "--device <auto|cpu|gpu|gpu:N>"),
+        ("serve", "--device <auto|cpu|gpu|gpu:N>"),
     ] {
         let out = run(cmd().args([command, "--help"]));
         assert!(out.status.success(), "{command} --help failed");

@@ -847,9 +847,8 @@ fn fuzz_ggml_reader_never_panics() {
     let mut real = read(&tiny_en());
     let m = GgmlModel::open(&tiny_en()).unwrap();
     let first = m.tensors.first().map_or(real.len(), |t| t.offset as usize);
-    let parse = |b: &[u8]| {
-        ggml::parse(&mut Cursor::new(b), b.len() as u64, Path::new("m.bin")).is_ok()
-    };
+    let parse =
+        |b: &[u8]| ggml::parse(&mut Cursor::new(b), b.len() as u64, Path::new("m.bin")).is_ok();
     let (mut ok, mut err) = (0usize, 0usize);
     for iter in 0..iters {
         let accepted = match rng.below(3) {

@@ -164,15 +164,21 @@ fn output_file_gets_one_line_per_utterance_and_summary_goes_to_stderr() {
 
 #[test]
 fn bad_options_and_devices_give_clear_errors() {
-    let out = run(listen().args(["--device", "no-such-microphone-xyz"]));
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("no-such-microphone-xyz"), "{err}");
-    assert_eq!(
-        err.lines().filter(|l| l.contains("error")).count(),
-        1,
-        "{err}"
-    );
+    // The microphone is --mic, or -D as it always was.
+    for flag in ["--mic", "-D"] {
+        let out = run(listen().args([flag, "no-such-microphone-xyz"]));
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("no input device matches 'no-such-microphone-xyz'"),
+            "{err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| l.contains("error")).count(),
+            1,
+            "{err}"
+        );
+    }
 
     let out = run(listen().args(["--step", "0"]));
     assert_eq!(out.status.code(), Some(2));

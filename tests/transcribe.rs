@@ -207,6 +207,52 @@ fn stdin_is_read_with_dash() {
     assert_eq!(files_in(dir.path()), vec!["stdin.txt"]);
 }
 
+/// Standard input goes through the same streaming pipeline as a file (spooled to a private
+/// temporary file): a container that needs seeking (M4A), split channels, errors naming `-`,
+/// and no temporary file left behind.
+#[test]
+fn stdin_takes_the_file_pipeline_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(transcribe()
+        .env("TMPDIR", tmp.path())
+        .args(["--no-timestamps", "-f", "json", "-o"])
+        .arg(dir.path())
+        .arg("-")
+        .stdin(std::fs::File::open(audio("jfk_441khz.m4a")).unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wer(&reference("jfk.flac"), &stdout(&out)) <= 0.05, "{}", stdout(&out));
+    let doc = json_of(&dir.path().join("stdin.json"));
+    assert!((doc["duration"].as_f64().unwrap() - 11.0).abs() < 0.2, "{doc}");
+    assert_eq!(files_in(tmp.path()), Vec::<String>::new());
+
+    let out = run(transcribe()
+        .env("TMPDIR", tmp.path())
+        .args(["--split-channels", "-f", "json", "-o"])
+        .arg(dir.path())
+        .arg("-")
+        .stdin(std::fs::File::open(audio("stereo_diarization.wav")).unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = json_of(&dir.path().join("stdin.json"));
+    let channels: std::collections::BTreeSet<u64> = segments(&doc)
+        .iter()
+        .filter_map(|s| s["channel"].as_u64())
+        .collect();
+    assert_eq!(channels.into_iter().collect::<Vec<_>>(), vec![0, 1]);
+
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"not audio at all\n".repeat(100)).unwrap();
+    let out = run(transcribe()
+        .env("TMPDIR", tmp.path())
+        .arg("-")
+        .stdin(std::fs::File::open(&junk).unwrap()));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("verbatim: error: -: "), "{err}");
+    assert!(!err.contains("verbatim-stdin-"), "{err}");
+    assert_eq!(files_in(tmp.path()), Vec::<String>::new());
+}
+
 #[test]
 fn outputs_are_named_after_the_input_stem() {
     let dir = tempfile::tempdir().unwrap();

@@ -655,16 +655,15 @@ fn decode_symphonia_unguarded(
 }
 
 /// The ffmpeg binary to fall back on: `$VERBATIM_FFMPEG` if set (empty disables the fallback),
-/// else `ffmpeg` on `PATH`.
+/// else the first executable `ffmpeg` on `PATH`.
 pub fn ffmpeg_binary() -> Option<PathBuf> {
     if let Some(explicit) = std::env::var_os("VERBATIM_FFMPEG") {
         let p = PathBuf::from(explicit);
         return (!p.as_os_str().is_empty() && p.is_file()).then_some(p);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("ffmpeg"))
-        .find(|candidate| candidate.is_file())
+    // `which_global` searches `PATH` as it is, like a shell, without resolving entries
+    // against the working directory.
+    which::which_global("ffmpeg").ok()
 }
 
 fn ffmpeg_fallback(
@@ -694,14 +693,7 @@ fn ffmpeg_fallback(
     let mut child = Command::new(&ffmpeg)
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
         .arg(file)
-        .args([
-            "-vn",
-            "-f",
-            "f32le",
-            "-acodec",
-            "pcm_f32le",
-            "-ar",
-        ])
+        .args(["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ar"])
         .arg(super::WHISPER_SAMPLE_RATE.to_string())
         .arg("-ac")
         .arg(channels.to_string())

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use verbatim::error::exit_code;
-
-use super::print_error;
+use super::error::CliError;
+use super::exit_code;
 
 pub const COMPLETIONS_AFTER_HELP: &str = "\
 Install (once; new shells pick them up):
@@ -41,45 +40,42 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub fn run_completions(args: CompletionsArgs) -> i32 {
+pub fn run_completions(args: CompletionsArgs) -> Result<i32, CliError> {
     let mut cmd = super::Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "verbatim", &mut out);
     write_stdout(&out)
 }
 
-pub fn run_man(args: ManArgs) -> i32 {
+pub fn run_man(args: ManArgs) -> Result<i32, CliError> {
     let cmd = super::Cli::command();
     match args.dir {
         Some(dir) => {
-            if let Err(e) =
-                std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(cmd, &dir))
-            {
-                print_error(format!("{}: cannot write man pages: {e}", dir.display()));
-                return exit_code::FAILURE;
-            }
-            exit_code::OK
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(cmd, &dir))
+                .map_err(|e| {
+                    CliError::failure(format!("{}: cannot write man pages: {e}", dir.display()))
+                })?;
+            Ok(exit_code::OK)
         }
         None => {
             let mut out = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
-                print_error(format!("cannot render the man page: {e}"));
-                return exit_code::FAILURE;
-            }
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| CliError::failure(format!("cannot render the man page: {e}")))?;
             write_stdout(&out)
         }
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> i32 {
+fn write_stdout(bytes: &[u8]) -> Result<i32, CliError> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => exit_code::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_code::OK,
-        Err(e) => {
-            print_error(format!("cannot write to standard output: {e}"));
-            exit_code::FAILURE
-        }
+        Ok(()) => Ok(exit_code::OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit_code::OK),
+        Err(e) => Err(CliError::failure(format!(
+            "cannot write to standard output: {e}"
+        ))),
     }
 }

@@ -8,9 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use verbatim::error::exit_code;
-
-use super::print_error;
+use super::error::CliError;
+use super::exit_code;
 
 pub const AFTER_HELP: &str = "\
 Example config.toml (every key is optional; a [command] table applies to that command only):
@@ -153,6 +152,13 @@ fn entry(
 ) -> Result<Entry, String> {
     let line = line_of(text, key, scope);
     let id = key.replace('-', "_");
+    // `listen` named its compute device `compute-device` while its `--device` was the
+    // microphone (now `--mic`); the key still means the compute device.
+    let id = if id == "compute_device" {
+        "device".to_string()
+    } else {
+        id
+    };
     let (arg, value) = if id == "vad" {
         // `vad = false` is `--no-vad`.
         match value {
@@ -257,20 +263,14 @@ pub fn apply(mut cmd: clap::Command, entries: &[Entry]) -> clap::Command {
 }
 
 /// `verbatim config path|show`.
-pub fn run(args: ConfigArgs, cmd: &clap::Command) -> i32 {
+pub fn run(args: ConfigArgs, cmd: &clap::Command) -> Result<i32, CliError> {
     match args.action {
         ConfigAction::Path => {
             println!("{}", config_path().display());
-            exit_code::OK
+            Ok(exit_code::OK)
         }
         ConfigAction::Show { json } => {
-            let entries = match load(cmd) {
-                Ok(e) => e,
-                Err(e) => {
-                    print_error(e);
-                    return exit_code::FAILURE;
-                }
-            };
+            let entries = load(cmd).map_err(CliError::Failure)?;
             let path = config_path();
             let mut rows: Vec<(String, String, String)> = Vec::new();
             // The common settings, always shown, then anything else the file sets.
@@ -288,7 +288,12 @@ pub fn run(args: ConfigArgs, cmd: &clap::Command) -> i32 {
                     "(next to the model, else silero-v6.2.0)",
                 ),
                 ("language", "language", None, "auto"),
-                ("threads", "threads", None, "(all cores)"),
+                (
+                    "threads",
+                    "threads",
+                    None,
+                    "(the cores, shared among concurrent transcriptions)",
+                ),
                 ("vad", "no_vad", None, "true"),
             ];
             for (key, arg, env, default) in common {
@@ -349,7 +354,7 @@ pub fn run(args: ConfigArgs, cmd: &clap::Command) -> i32 {
             }
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
-            exit_code::OK
+            Ok(exit_code::OK)
         }
     }
 }

@@ -17,11 +17,12 @@ use clap::Args;
 
 use verbatim::engine::device::{self, DeviceInfo, DeviceRequest};
 use verbatim::engine::{Engine, EngineOptions};
-use verbatim::error::exit_code;
 
-use super::{print_error, print_warning};
+use super::error::CliError;
+use super::exit_code;
+use super::print_warning;
 
-/// `--device` and `--strict`, flattened into transcribe and subtitle.
+/// `--device` and `--strict`, flattened into every command that loads a model.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
     /// Where whisper runs: auto (a GPU when this build has a GPU backend and one passes a
@@ -29,10 +30,12 @@ pub struct DeviceArgs {
     /// lists them).
     #[arg(
         long,
-        visible_alias = "compute-device",
+        // `listen` called it --compute-device when its --device was the microphone (now --mic).
+        alias = "compute-device",
         env = "VERBATIM_DEVICE",
         default_value = "auto",
         value_name = "auto|cpu|gpu|gpu:N",
+        value_parser = parse_device,
         help_heading = "Device"
     )]
     pub device: DeviceRequest,
@@ -43,34 +46,19 @@ pub struct DeviceArgs {
     pub strict: bool,
 }
 
-/// The same for `listen`, whose `--device` names the microphone: `--compute-device`.
-#[derive(Debug, Clone, Args)]
-pub struct ComputeDeviceArgs {
-    /// Where whisper runs: auto (a GPU when this build has a GPU backend and one passes a
-    /// quick self-test, else the CPU), cpu, gpu, or gpu:N (`verbatim info` lists them).
-    #[arg(
-        id = "compute_device",
-        long = "compute-device",
-        env = "VERBATIM_DEVICE",
-        default_value = "auto",
-        value_name = "auto|cpu|gpu|gpu:N",
-        help_heading = "Device"
-    )]
-    pub compute_device: DeviceRequest,
-
-    /// With --compute-device gpu: fail (exit 1) when the GPU cannot be used instead of falling
-    /// back to the CPU.
-    #[arg(long, help_heading = "Device")]
-    pub strict: bool,
-}
-
-impl From<&ComputeDeviceArgs> for DeviceArgs {
-    fn from(a: &ComputeDeviceArgs) -> DeviceArgs {
-        DeviceArgs {
-            device: a.compute_device,
-            strict: a.strict,
+/// `--device`: a bare number is most likely a microphone index from `verbatim listen`'s old
+/// `--device`, or a GPU meant as gpu:N; the error says where each goes.
+fn parse_device(s: &str) -> Result<DeviceRequest, String> {
+    s.parse::<DeviceRequest>().map_err(|e| {
+        if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) {
+            format!(
+                "{e}: gpu:{n} for a GPU; a microphone is `verbatim listen --mic {n}`",
+                n = s.trim()
+            )
+        } else {
+            e.to_string()
         }
-    }
+    })
 }
 
 /// Where whisper will run, decided before the model loads.
@@ -83,13 +71,12 @@ pub struct Placement {
 
 impl DeviceArgs {
     /// Decides the device: probes the GPU when one is wanted and this build has a GPU
-    /// backend. Prints the fallback warning (unless `quiet`) or, with `--strict`, the error;
-    /// `Err` holds the exit code.
-    pub fn resolve(&self, quiet: bool) -> Result<Placement, i32> {
+    /// backend. Prints the fallback warning (unless `quiet`); with `--strict` an unusable GPU
+    /// is the error.
+    pub fn resolve(&self, quiet: bool) -> Result<Placement, CliError> {
         let cpu = |strict| Placement { gpu: None, strict };
         if self.strict && !matches!(self.device, DeviceRequest::Gpu(_)) {
-            print_error("--strict needs --device gpu or gpu:N");
-            return Err(exit_code::USAGE);
+            return Err(CliError::usage("--strict needs --device gpu or gpu:N"));
         }
         let gpu = match self.device {
             DeviceRequest::Cpu => {
@@ -130,10 +117,9 @@ impl DeviceArgs {
         // In auto mode a machine without any GPU is the normal case, not worth a warning.
         let no_gpu_at_all = reason == NO_GPU;
         if self.strict {
-            print_error(format!(
+            return Err(CliError::failure(format!(
                 "GPU unavailable ({reason}); --strict forbids falling back to the CPU"
-            ));
-            return Err(exit_code::FAILURE);
+            )));
         }
         let silent = quiet || (self.device == DeviceRequest::Auto && no_gpu_at_all);
         if !silent {
@@ -155,15 +141,20 @@ impl Placement {
 
     /// Loads the model here. A model that does not load on the GPU (too little memory, say)
     /// is loaded on the CPU with the usual warning, unless `--strict`.
-    pub fn load(&self, model: &Path, base: &EngineOptions, quiet: bool) -> Result<Engine, String> {
+    pub fn load(
+        &self,
+        model: &Path,
+        base: &EngineOptions,
+        quiet: bool,
+    ) -> Result<Engine, verbatim::Error> {
         let mut options = base.clone();
         self.apply(&mut options);
         match Engine::load(model, &options) {
             Ok(engine) => Ok(engine),
-            Err(e) if self.gpu.is_none() || self.strict => Err(e.to_string()),
+            Err(e) if self.gpu.is_none() || self.strict => Err(e),
             Err(gpu_error) => {
                 options.use_gpu = false;
-                let engine = Engine::load(model, &options).map_err(|e| e.to_string())?;
+                let engine = Engine::load(model, &options)?;
                 if !quiet {
                     let name = self.gpu.as_ref().map(|d| d.name.as_str()).unwrap_or("GPU");
                     print_warning(format!(
@@ -209,7 +200,7 @@ struct TestLine {
 
 /// The probe child: one JSON line with the devices, then one per self-tested GPU, so that a
 /// crash in a test still leaves the list and the results before it.
-pub fn run_probe(args: ProbeArgs) -> i32 {
+pub fn run_probe(args: ProbeArgs) -> Result<i32, CliError> {
     // For the tests of the fallback path: make this probe fail the way a broken driver does.
     match std::env::var("VERBATIM_GPU_PROBE_FAIL").as_deref() {
         Ok("abort") => std::process::abort(),
@@ -241,7 +232,7 @@ pub fn run_probe(args: ProbeArgs) -> i32 {
         let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
         let _ = out.flush();
     }
-    exit_code::OK
+    Ok(exit_code::OK)
 }
 
 /// Seconds the probe may take (`VERBATIM_GPU_PROBE_TIMEOUT`, default 60: a software Vulkan

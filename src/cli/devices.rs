@@ -2,10 +2,10 @@
 
 use clap::Args;
 
-use verbatim::error::exit_code;
 use verbatim::listen::devices;
 
-use super::print_error;
+use super::error::CliError;
+use super::exit_code;
 
 /// `println!` that ignores a closed pipe (`verbatim devices | head`).
 macro_rules! outln {
@@ -19,10 +19,10 @@ pub const AFTER_HELP: &str = "\
 Examples:
   verbatim devices                     # table: index, default (*), name, format, rate, channels
   verbatim devices --json              # the same as a JSON array
-  verbatim listen --device 2           # dictate from the device with index 2
-  verbatim listen --device pulse       # ... or by name (exact, else a unique substring)
+  verbatim listen --mic 2              # dictate from the device with index 2 (or -D 2)
+  verbatim listen --mic pulse          # ... or by name (exact, else a unique substring)
 
-The default input (marked *) is what `verbatim listen` records from without --device. On Linux
+The default input (marked *) is what `verbatim listen` records from without --mic. On Linux
 the names are ALSA devices: `default` and `pulse` go through PulseAudio or PipeWire (choose the
 microphone there, e.g. `pactl set-default-source NAME`), `hw:`/`plughw:` open a card directly.
 Exit code 1 when no input device is found.";
@@ -35,21 +35,15 @@ pub struct DevicesArgs {
     json: bool,
 }
 
-/// Runs `verbatim devices` and returns the exit code.
-pub fn run(args: DevicesArgs) -> i32 {
-    let list = match devices::list() {
-        Ok(list) => list,
-        Err(e) => {
-            print_error(e);
-            return exit_code::FAILURE;
-        }
-    };
+/// Runs `verbatim devices`.
+pub fn run(args: DevicesArgs) -> Result<i32, CliError> {
+    let list = devices::list()?;
     if args.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
-        return exit_code::OK;
+        return Ok(exit_code::OK);
     }
     let width = list
         .iter()
@@ -77,5 +71,5 @@ pub fn run(args: DevicesArgs) -> i32 {
             d.description
         );
     }
-    exit_code::OK
+    Ok(exit_code::OK)
 }

@@ -6,8 +6,13 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use verbatim::engine::{Engine, EngineOptions};
 use verbatim::models::download::{human_bytes, Event};
 use verbatim::Error;
+
+use super::device::DeviceArgs;
+use super::error::CliError;
+use super::options::ModelArgs;
 
 /// Turns download events into output on stderr.
 pub struct FetchDisplay {
@@ -132,28 +137,45 @@ pub fn ensure_vad(
     }
 }
 
-/// Resolves (downloading if needed) the Whisper model and, unless `no_vad`, the VAD model,
-/// then loads them where `placement` says. The error is the one line to print.
+/// Whether a command loads the VAD model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vad {
+    /// `--no-vad`: no VAD model.
+    Off,
+    /// The VAD model, which `--no-vad` would do without.
+    On,
+    /// The VAD model, which the command cannot do without (dictation finds utterances with it).
+    Required,
+}
+
+/// The one way every command loads its engine: decides the device (probing the GPU, so that
+/// `--strict` fails before any download), resolves (downloading if needed) the Whisper model
+/// and the VAD model, and loads them there.
 pub fn load_engine(
-    model_arg: &str,
-    vad_arg: Option<&str>,
-    no_vad: bool,
-    offline: bool,
+    models: &ModelArgs,
+    vad: Vad,
+    device: &DeviceArgs,
     quiet: bool,
-    placement: &super::device::Placement,
-) -> Result<verbatim::engine::Engine, String> {
-    let model = ensure_model(model_arg, offline, quiet).map_err(|e| e.to_string())?;
-    let vad_model = if no_vad {
-        None
-    } else {
-        Some(
-            ensure_vad(vad_arg, &model, offline, quiet)
-                .map_err(|e| format!("{e} (or pass --no-vad to transcribe without VAD)"))?,
-        )
+) -> Result<Engine, CliError> {
+    let placement = device.resolve(quiet)?;
+    let offline = models.offline();
+    let model = ensure_model(&models.model, offline, quiet)?;
+    let vad_model = match vad {
+        Vad::Off => None,
+        Vad::On | Vad::Required => {
+            let found = ensure_vad(models.vad_model.as_deref(), &model, offline, quiet);
+            Some(found.map_err(|e| {
+                CliError::failure(if vad == Vad::Required {
+                    format!("{e} (dictation needs the VAD model to find utterances)")
+                } else {
+                    format!("{e} (or pass --no-vad to transcribe without VAD)")
+                })
+            })?)
+        }
     };
-    let options = verbatim::engine::EngineOptions {
+    let options = EngineOptions {
         vad_model,
-        ..verbatim::engine::EngineOptions::default()
+        ..EngineOptions::default()
     };
-    placement.load(&model, &options, quiet)
+    Ok(placement.load(&model, &options, quiet)?)
 }

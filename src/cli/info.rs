@@ -5,7 +5,9 @@ use std::io::Write;
 use clap::Args;
 
 use verbatim::engine::{self, device};
-use verbatim::error::exit_code;
+
+use super::error::CliError;
+use super::exit_code;
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -106,13 +108,13 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-pub fn run(args: InfoArgs) -> i32 {
+pub fn run(args: InfoArgs) -> Result<i32, CliError> {
     let info = gather();
     let mut out = std::io::stdout().lock();
     if args.json {
         let text = serde_json::to_string_pretty(&info).unwrap_or_else(|_| "{}".into());
         let _ = writeln!(out, "{text}");
-        return exit_code::OK;
+        return Ok(exit_code::OK);
     }
     let mut s = String::new();
     s.push_str(&format!("verbatim      {}\n", info.verbatim_version));
@@ -190,5 +192,5 @@ pub fn run(args: InfoArgs) -> i32 {
     ));
     s.push_str(&format!("model store   {}\n", info.model_store));
     let _ = out.write_all(s.as_bytes());
-    exit_code::OK
+    Ok(exit_code::OK)
 }

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use verbatim::engine::{EngineOptions, TranscribeOptions, VadOptions};
-use verbatim::error::exit_code;
 use verbatim::listen::dictation::{DictationOptions, Event};
 use verbatim::listen::session::{self, Ended, Input, SessionOptions, Summary};
 use verbatim::listen::typing::Typer;
 
-use super::{print_error, print_warning};
+use super::device::DeviceArgs;
+use super::error::CliError;
+use super::exit_code;
+use super::fetch::Vad;
+use super::options::{DecodeArgs, LanguageArgs, ModelArgs, VadTuningArgs};
+use super::print_warning;
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -21,18 +24,21 @@ Examples:
   verbatim listen --type                   # type committed text into the focused window
   verbatim listen --json | my-program      # JSON Lines: partial, commit, utterance_end
   verbatim listen --output notes.txt       # append each utterance to a file as it is committed
-  verbatim listen --device 2 -m base.en
+  verbatim listen --mic 2 -m base.en       # microphone 2 of `verbatim devices`
   verbatim listen --input talk.wav --realtime   # replay a file through the same pipeline
 
 On a terminal the current guess is shown dimmed and rewritten in place; committed words are
-final and never change. Committed text is the prompt for what follows.";
+final and never change. Committed text is the prompt for what follows. --mic (-D) picks the
+microphone; --device, as in every command, where whisper runs. With a multilingual model and
+--language auto every step detects the language: give -l to save that time.";
 
 /// Options of `verbatim listen`.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Input device: an index or a name from `verbatim devices` [default: the default input].
+    /// Microphone: an index or a name (or a unique part of one) from `verbatim devices`
+    /// [default: the default input].
     #[arg(short = 'D', long, value_name = "NAME|INDEX", help_heading = "Input")]
-    device: Option<String>,
+    mic: Option<String>,
 
     /// Replay this file instead of capturing (as fast as possible, or --realtime).
     #[arg(long, value_name = "FILE", help_heading = "Input")]
@@ -67,51 +73,14 @@ pub struct ListenArgs {
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
 
-    /// Whisper model: registry name, imported name or ggml file.
-    #[arg(short, long, env = "VERBATIM_MODEL", value_name = "NAME|PATH",
-          default_value = verbatim::models::DEFAULT_MODEL, help_heading = "Model")]
-    model: String,
+    #[command(flatten)]
+    models: ModelArgs,
 
-    /// Silero VAD model (name or file) [default: next to the model, else silero-v6.2.0].
-    #[arg(
-        long,
-        env = "VERBATIM_VAD_MODEL",
-        value_name = "NAME|PATH",
-        help_heading = "Model"
-    )]
-    vad_model: Option<String>,
+    #[command(flatten)]
+    language: LanguageArgs,
 
-    /// Never download; fail with instructions when a model is missing (also VERBATIM_OFFLINE=1).
-    #[arg(long, help_heading = "Model")]
-    offline: bool,
-
-    /// Spoken language: a code such as en, de, fr (auto detects per utterance).
-    #[arg(
-        short,
-        long,
-        default_value = "en",
-        value_name = "LANG",
-        help_heading = "Decoding"
-    )]
-    language: String,
-
-    /// Text that primes the vocabulary (names, terms).
-    #[arg(long, value_name = "TEXT", help_heading = "Decoding")]
-    prompt: Option<String>,
-
-    /// CPU threads for whisper.
-    #[arg(short, long, default_value_t = verbatim::engine::default_threads(), value_name = "N", help_heading = "Decoding")]
-    threads: usize,
-
-    /// Beam size of each re-transcription, the pass that ends an utterance included (1 =
-    /// greedy, fastest; 5 costs about three times as much a step on 2 cores).
-    #[arg(
-        long,
-        default_value_t = DictationOptions::default().transcribe.beam_size,
-        value_name = "N",
-        help_heading = "Decoding"
-    )]
-    beam_size: usize,
+    #[command(flatten)]
+    decode: DecodeArgs,
 
     /// Re-transcribe the growing utterance after this much new audio (seconds).
     #[arg(
@@ -131,104 +100,57 @@ pub struct ListenArgs {
     )]
     endpoint: f64,
 
-    /// VAD speech probability threshold (0-1).
-    #[arg(
-        long,
-        default_value_t = 0.5,
-        value_name = "P",
-        help_heading = "Dictation"
-    )]
-    vad_threshold: f32,
+    #[command(flatten)]
+    vad: VadTuningArgs,
 
     #[command(flatten)]
-    compute: super::device::ComputeDeviceArgs,
+    device: DeviceArgs,
 }
 
-/// Runs `verbatim listen` and returns the exit code.
-pub fn run(args: ListenArgs) -> i32 {
+/// Runs `verbatim listen`.
+pub fn run(args: ListenArgs) -> Result<i32, CliError> {
     // First Ctrl-C ends the session cleanly (flush, summary); a second one exits at once.
     let stop = super::install_ctrlc();
     if !(0.1..=10.0).contains(&args.step) || !(0.1..=10.0).contains(&args.endpoint) {
-        print_error("--step and --endpoint must be between 0.1 and 10 seconds");
-        return exit_code::USAGE;
+        return Err(CliError::usage(
+            "--step and --endpoint must be between 0.1 and 10 seconds",
+        ));
     }
     if args.duration.is_some_and(|d| d.is_nan() || d <= 0.0) {
-        print_error("--duration must be a positive number of seconds");
-        return exit_code::USAGE;
-    }
-    let language = args.language.trim().to_ascii_lowercase();
-    if language != "auto" && verbatim::engine::language_id(&language).is_none() {
-        print_error(format!("unknown language code `{}`", args.language));
-        return exit_code::USAGE;
+        return Err(CliError::usage(
+            "--duration must be a positive number of seconds",
+        ));
     }
     // Open the output file first: a bad path should fail before the model loads.
     let mut output = match &args.output {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                print_error(format!(
-                    "{}: cannot open for appending: {e}",
-                    path.display()
-                ));
-                return exit_code::FAILURE;
-            }
-        },
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    CliError::failure(format!(
+                        "{}: cannot open for appending: {e}",
+                        path.display()
+                    ))
+                })?,
+        ),
         None => None,
     };
     let mut typer = if args.type_text {
-        match Typer::detect() {
-            Ok(t) => {
-                if !args.quiet {
-                    eprintln!("verbatim: typing with {}", t.backend_name());
-                    if let Some(notice) = t.notice() {
-                        print_warning(notice);
-                    }
-                }
-                Some(t)
-            }
-            Err(e) => {
-                print_error(e);
-                return exit_code::FAILURE;
+        let t = Typer::detect()?;
+        if !args.quiet {
+            eprintln!("verbatim: typing with {}", t.backend_name());
+            if let Some(notice) = t.notice() {
+                print_warning(notice);
             }
         }
+        Some(t)
     } else {
         None
     };
 
-    // Decide the device (and probe the GPU) before any download: --strict fails fast.
-    let placement = match super::device::DeviceArgs::from(&args.compute).resolve(args.quiet) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let offline = args.offline || verbatim::models::offline_from_env();
-    let model = match super::fetch::ensure_model(&args.model, offline, args.quiet) {
-        Ok(m) => m,
-        Err(e) => {
-            print_error(e);
-            return exit_code::FAILURE;
-        }
-    };
-    let vad = match super::fetch::ensure_vad(args.vad_model.as_deref(), &model, offline, args.quiet)
-    {
-        Ok(v) => v,
-        Err(e) => {
-            print_error(format!(
-                "{e} (dictation needs the VAD model to find utterances)"
-            ));
-            return exit_code::FAILURE;
-        }
-    };
-    let engine_options = EngineOptions {
-        vad_model: Some(vad),
-        ..EngineOptions::default()
-    };
-    let engine = match placement.load(&model, &engine_options, args.quiet) {
-        Ok(e) => e,
-        Err(e) => {
-            print_error(e);
-            return exit_code::FAILURE;
-        }
-    };
+    let engine = super::fetch::load_engine(&args.models, Vad::Required, &args.device, args.quiet)?;
 
     let opts = SessionOptions {
         input: match &args.input {
@@ -236,25 +158,14 @@ pub fn run(args: ListenArgs) -> i32 {
                 path: path.clone(),
                 realtime: args.realtime,
             },
-            None => Input::Microphone(args.device.clone()),
+            None => Input::Microphone(args.mic.clone()),
         },
         duration: args.duration,
         once: args.once,
         dictation: DictationOptions {
             step: args.step,
             endpoint_silence: args.endpoint,
-            transcribe: TranscribeOptions {
-                language: Some(language),
-                threads: args.threads.max(1),
-                beam_size: args.beam_size.max(1),
-                initial_prompt: args.prompt.clone(),
-                ..DictationOptions::default().transcribe
-            },
-            vad: VadOptions {
-                threshold: args.vad_threshold.clamp(0.01, 0.99),
-                ..VadOptions::default()
-            },
-            ..DictationOptions::default()
+            ..super::options::dictation_options(&args.language, &args.decode, &args.vad)
         },
     };
 
@@ -306,31 +217,22 @@ pub fn run(args: ListenArgs) -> i32 {
 
     let result = session::run(&engine, &opts, &stop, &mut on_event);
     display.finish();
-    match result {
-        Ok((summary, failure)) => {
-            if !args.quiet {
-                print_summary(&summary);
+    let (summary, failure) = result?;
+    if !args.quiet {
+        print_summary(&summary);
+    }
+    match failure {
+        Some(e) => Err(CliError::failure(format!(
+            "{e}; committed text was kept{}",
+            if args.output.is_some() {
+                " in the --output file"
+            } else {
+                ""
             }
-            match failure {
-                Some(e) => {
-                    print_error(format!(
-                        "{e}; committed text was kept{}",
-                        if args.output.is_some() {
-                            " in the --output file"
-                        } else {
-                            ""
-                        }
-                    ));
-                    exit_code::FAILURE
-                }
-                None if write_failed => exit_code::FAILURE,
-                None => exit_code::OK,
-            }
-        }
-        Err(e) => {
-            print_error(e);
-            exit_code::FAILURE
-        }
+        ))),
+        // The warning was printed when the write failed.
+        None if write_failed => Ok(exit_code::FAILURE),
+        None => Ok(exit_code::OK),
     }
 }
 

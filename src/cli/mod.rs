@@ -4,18 +4,19 @@ mod completions;
 mod config;
 mod device;
 mod devices;
+mod error;
+mod exit_code;
 mod fetch;
 mod info;
 mod listen;
 mod models;
+mod options;
 mod rules;
 mod serve;
 mod subtitle;
 mod transcribe;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-
-use verbatim::error::exit_code;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -142,7 +143,7 @@ pub fn run() -> i32 {
             return code;
         }
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Subtitle(args) => subtitle::run(args),
         Command::Models(args) => models::run(args),
@@ -154,6 +155,14 @@ pub fn run() -> i32 {
         Command::Config(args) => config::run(args, &base),
         Command::Info(args) => info::run(args),
         Command::GpuProbe(args) => device::run_probe(args),
+    };
+    // The one place a command's error is printed and becomes the exit code.
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            print_error(&e);
+            e.exit_code()
+        }
     }
 }
 

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use verbatim::error::exit_code;
 use verbatim::models::{self, download, registry, Registry, Resolved};
 use verbatim::Error;
 
+use super::error::CliError;
+use super::exit_code;
 use super::fetch::FetchDisplay;
 use super::print_error;
 
@@ -94,15 +95,10 @@ enum ModelsCommand {
     },
 }
 
-/// Runs `verbatim models ...` and returns the exit code.
-pub fn run(args: ModelsArgs) -> i32 {
-    let registry = match Registry::load() {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(e);
-            return exit_code::USAGE;
-        }
-    };
+/// Runs `verbatim models ...`.
+pub fn run(args: ModelsArgs) -> Result<i32, CliError> {
+    // A broken VERBATIM_REGISTRY file is the user's to fix: a usage error.
+    let registry = Registry::load().map_err(CliError::usage)?;
     let store = models::models_dir();
     let result = match args.command {
         ModelsCommand::List { json } => list(&registry, &store, json),
@@ -112,18 +108,7 @@ pub fn run(args: ModelsArgs) -> i32 {
         ModelsCommand::Path { name } => path(&registry, &store, &name),
         ModelsCommand::Import { dir, name, force } => import(&registry, &store, &dir, name, force),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            let code = if matches!(e, Error::Usage(_)) {
-                exit_code::USAGE
-            } else {
-                exit_code::FAILURE
-            };
-            print_error(e);
-            code
-        }
-    }
+    Ok(result?)
 }
 
 fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {

@@ -5,6 +5,8 @@ use clap::Args;
 
 use verbatim::subtitle::{Preset, Rules};
 
+use super::error::CliError;
+
 /// Subtitle layout rules: a preset, and single values that override it.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SubtitleRuleArgs {
@@ -59,7 +61,7 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
 impl SubtitleRuleArgs {
     /// The preset's rules with every given value applied, validated (the message names the
     /// flag to fix).
-    pub fn rules(&self) -> Result<Rules, String> {
+    pub fn rules(&self) -> Result<Rules, CliError> {
         let mut rules = Rules::from(self.preset.unwrap_or(Preset::Netflix));
         if let Some(v) = self.max_chars {
             rules.max_chars_per_line = v;
@@ -91,7 +93,7 @@ impl SubtitleRuleArgs {
         }
         rules
             .validate()
-            .map_err(|e| format!("invalid subtitle rules: {e}"))?;
+            .map_err(|e| CliError::usage(format!("invalid subtitle rules: {e}")))?;
         Ok(rules)
     }
 }

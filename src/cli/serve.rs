@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use verbatim::engine::{self, TranscribeOptions, VadOptions};
-use verbatim::error::exit_code;
+use verbatim::engine;
 use verbatim::server::{self, AppState, ServerOptions};
 
-use super::{print_error, print_warning};
+use super::device::DeviceArgs;
+use super::error::CliError;
+use super::exit_code;
+use super::options::{DecodeArgs, ModelArgs, SamplingArgs, VadArgs};
+use super::print_warning;
 
 pub const AFTER_HELP: &str = "\
 Endpoints (OpenAI's transcription API; any `model` value is accepted, the loaded model answers):
@@ -44,38 +47,14 @@ pub struct ServeArgs {
     #[arg(short, long, default_value_t = 8080, value_name = "PORT")]
     port: u16,
 
-    /// Whisper model: a registry name, an imported model's name, or a ggml file. Loaded once
-    /// and shared by every request.
-    #[arg(
-        short,
-        long,
-        env = "VERBATIM_MODEL",
-        value_name = "NAME|PATH",
-        default_value = verbatim::models::DEFAULT_MODEL,
-        help_heading = "Model"
-    )]
-    model: String,
+    #[command(flatten)]
+    models: ModelArgs,
 
-    /// Never touch the network: fail with instructions when a model is not installed
-    /// (also VERBATIM_OFFLINE=1).
-    #[arg(long, help_heading = "Model")]
-    offline: bool,
-
-    /// Disable voice activity detection.
-    #[arg(long, help_heading = "Model")]
-    no_vad: bool,
-
-    /// Silero VAD model, a registry name or a ggml file [default: as for transcribe].
-    #[arg(
-        long,
-        env = "VERBATIM_VAD_MODEL",
-        value_name = "NAME|PATH",
-        help_heading = "Model"
-    )]
-    vad_model: Option<String>,
+    #[command(flatten)]
+    vad: VadArgs,
 
     /// Transcriptions that run at the same time [default: a quarter of the cores, 2 to 8].
-    #[arg(long, value_name = "N", help_heading = "Scheduling")]
+    #[arg(long, value_name = "N", value_parser = super::options::parse_count, help_heading = "Scheduling")]
     concurrency: Option<usize>,
 
     /// Requests that may wait for a free slot; more get 503 with Retry-After
@@ -83,18 +62,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", help_heading = "Scheduling")]
     queue: Option<usize>,
 
-    /// CPU threads per transcription [default: cores / concurrency].
-    #[arg(short, long, value_name = "N", help_heading = "Scheduling")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 
-    /// Beam size; 1 decodes greedily (faster, less accurate).
-    #[arg(
-        long,
-        default_value_t = 5,
-        value_name = "N",
-        help_heading = "Scheduling"
-    )]
-    beam_size: usize,
+    #[command(flatten)]
+    decode: DecodeArgs,
 
     /// Largest accepted upload in megabytes (10^6 bytes); larger ones get 413.
     #[arg(
@@ -129,7 +101,7 @@ pub struct ServeArgs {
     quiet: bool,
 
     #[command(flatten)]
-    device: super::device::DeviceArgs,
+    device: DeviceArgs,
 
     #[command(flatten)]
     subtitle_rules: super::rules::SubtitleRuleArgs,
@@ -147,14 +119,8 @@ fn model_id(arg: &str, path: &Path) -> String {
     stem.strip_prefix("ggml-").unwrap_or(&stem).to_string()
 }
 
-pub fn run(args: ServeArgs) -> i32 {
-    let subtitle_rules = match args.subtitle_rules.rules() {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(e);
-            return exit_code::USAGE;
-        }
-    };
+pub fn run(args: ServeArgs) -> Result<i32, CliError> {
+    let subtitle_rules = args.subtitle_rules.rules()?;
     let host = args
         .host
         .trim()
@@ -162,21 +128,13 @@ pub fn run(args: ServeArgs) -> i32 {
         .trim_end_matches(']');
     let ip: std::net::IpAddr = match host {
         "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
-        h => match h.parse() {
-            Ok(ip) => ip,
-            Err(_) => {
-                print_error(format!(
-                    "--host {}: not an IP address (use 127.0.0.1, ::1 or 0.0.0.0)",
-                    args.host
-                ));
-                return exit_code::USAGE;
-            }
-        },
+        h => h.parse().map_err(|_| {
+            CliError::usage(format!(
+                "--host {}: not an IP address (use 127.0.0.1, ::1 or 0.0.0.0)",
+                args.host
+            ))
+        })?,
     };
-    if args.concurrency == Some(0) {
-        print_error("--concurrency must be at least 1");
-        return exit_code::USAGE;
-    }
     let api_key = args.api_key.clone().filter(|k| !k.trim().is_empty());
     if !ip.is_loopback() && api_key.is_none() {
         print_warning(format!(
@@ -189,71 +147,44 @@ pub fn run(args: ServeArgs) -> i32 {
         .concurrency
         .unwrap_or_else(|| server::default_concurrency(cores));
     let queue = args.queue.unwrap_or(4 * concurrency);
-    let threads = args
-        .threads
-        .unwrap_or_else(|| server::threads_per_job(cores, concurrency))
-        .max(1);
 
     let cancel = super::install_ctrlc();
-    let offline = args.offline || verbatim::models::offline_from_env();
-    let placement = match args.device.resolve(args.quiet) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let engine = match super::fetch::load_engine(
-        &args.model,
-        args.vad_model.as_deref(),
-        args.no_vad,
-        offline,
+    let engine = Arc::new(super::fetch::load_engine(
+        &args.models,
+        args.vad.engine_vad(),
+        &args.device,
         args.quiet,
-        &placement,
-    ) {
-        Ok(e) => Arc::new(e),
-        Err(e) => {
-            print_error(e);
-            return exit_code::FAILURE;
-        }
-    };
+    )?);
     let model_path = engine.model_info().path.clone();
+    let transcribe =
+        super::options::server_options(&args.sampling, &args.decode, &args.vad, concurrency);
+    let threads = transcribe.threads;
     let options = ServerOptions {
         concurrency,
         queue,
         max_upload_bytes: args.max_upload_mb.saturating_mul(1_000_000),
         max_audio_seconds: (args.max_audio_seconds > 0).then_some(args.max_audio_seconds as f64),
         api_key,
-        model_id: model_id(&args.model, &model_path),
-        transcribe: TranscribeOptions {
-            threads,
-            beam_size: args.beam_size.max(1),
-            vad: engine.has_vad(),
-            vad_options: VadOptions::default(),
-            ..TranscribeOptions::default()
-        },
+        model_id: model_id(&args.models.model, &model_path),
+        transcribe,
         subtitle_rules,
         log: !args.quiet,
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.clamp(1, 4))
         .max_blocking_threads(concurrency + 2)
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(format!("cannot start the server runtime: {e}"));
-            return exit_code::FAILURE;
-        }
-    };
+        .map_err(|e| CliError::failure(format!("cannot start the server runtime: {e}")))?;
     let state = AppState::new(engine, options);
-    let result: Result<(), String> = runtime.block_on(async {
+    runtime.block_on(async {
         let addr = SocketAddr::new(ip, args.port);
+        let cannot_listen = |e| CliError::failure(format!("cannot listen on {addr}: {e}"));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(cannot_listen)?;
+        let bound = listener.local_addr().map_err(cannot_listen)?;
         let shown = match bound {
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
             SocketAddr::V4(a) => a.to_string(),
@@ -282,15 +213,9 @@ pub fn run(args: ServeArgs) -> i32 {
         };
         server::serve(listener, server::router(state), shutdown)
             .await
-            .map_err(|e| format!("server error: {e}"))
-    });
-    match result {
-        Ok(()) => exit_code::OK,
-        Err(e) => {
-            print_error(e);
-            exit_code::FAILURE
-        }
-    }
+            .map_err(|e| CliError::failure(format!("server error: {e}")))?;
+        Ok(exit_code::OK)
+    })
 }
 
 #[cfg(test)]

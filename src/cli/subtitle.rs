@@ -13,10 +13,13 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use verbatim::batch::{self, DiscoverOptions, Job, NamingOptions, Observer, Record, Shard, Status};
-use verbatim::engine::{self, TranscribeOptions, VadOptions};
-use verbatim::error::exit_code;
+use verbatim::engine::{self, TranscribeOptions};
 use verbatim::output::{Format, JsonMeta};
 
+use super::device::DeviceArgs;
+use super::error::CliError;
+use super::exit_code;
+use super::options::{FileDecodeArgs, ModelArgs, VadArgs};
 use super::{print_error, print_warning};
 
 pub const AFTER_HELP: &str = "\
@@ -106,9 +109,6 @@ pub struct SubtitleArgs {
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
 
-    #[command(flatten)]
-    device: super::device::DeviceArgs,
-
     /// Check subtitle files (SRT or WebVTT, from any tool) against the reading rules instead
     /// of transcribing; the INPUTs are the subtitle files.
     #[arg(long, help_heading = "Check")]
@@ -117,44 +117,23 @@ pub struct SubtitleArgs {
     #[command(flatten)]
     rules: super::rules::SubtitleRuleArgs,
 
-    /// Whisper model: a registry name, an imported model's name, or a ggml file.
-    #[arg(short, long, env = "VERBATIM_MODEL", value_name = "NAME|PATH", default_value = verbatim::models::DEFAULT_MODEL, help_heading = "Model")]
-    model: String,
+    #[command(flatten)]
+    models: ModelArgs,
 
-    /// Never touch the network (also VERBATIM_OFFLINE=1).
-    #[arg(long, help_heading = "Model")]
-    offline: bool,
+    #[command(flatten)]
+    decoding: FileDecodeArgs,
+
+    #[command(flatten)]
+    vad: VadArgs,
+
+    #[command(flatten)]
+    device: DeviceArgs,
 
     /// Files transcribed at once, each by its own worker sharing the one loaded model
-    /// [default: one per 1 thread, up to the thread count].
-    #[arg(short = 'j', long, value_name = "N", help_heading = "Performance")]
+    /// [default: the cores divided by --threads, one worker per core without --threads; never
+    /// more than there are files].
+    #[arg(short = 'j', long, value_name = "N", value_parser = super::options::parse_count, help_heading = "Performance")]
     jobs: Option<usize>,
-
-    /// CPU threads in all, shared among the workers [default: all cores].
-    #[arg(short, long, value_name = "N", help_heading = "Performance")]
-    threads: Option<usize>,
-
-    /// Spoken language: `auto` or a code such as en, de, fr.
-    #[arg(
-        short,
-        long,
-        default_value = "auto",
-        value_name = "LANG",
-        help_heading = "Decoding"
-    )]
-    language: String,
-
-    /// Beam size (1 = greedy: faster, less accurate).
-    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Decoding")]
-    beam_size: usize,
-
-    /// Text that primes the decoder: names, jargon, spelling.
-    #[arg(long, value_name = "TEXT", help_heading = "Decoding")]
-    prompt: Option<String>,
-
-    /// Disable voice activity detection.
-    #[arg(long, help_heading = "Decoding")]
-    no_vad: bool,
 
     /// Length of the windows long recordings are cut into, at pauses, in seconds (memory
     /// holds one window; a checkpoint after each lets an interrupted file resume).
@@ -165,15 +144,6 @@ pub struct SubtitleArgs {
         help_heading = "Performance"
     )]
     window: f64,
-
-    /// Silero VAD model, a registry name or a ggml file.
-    #[arg(
-        long,
-        env = "VERBATIM_VAD_MODEL",
-        value_name = "NAME|PATH",
-        help_heading = "Decoding"
-    )]
-    vad_model: Option<String>,
 }
 
 fn parse_subtitle_format(s: &str) -> Result<Format, String> {
@@ -185,43 +155,38 @@ fn parse_subtitle_format(s: &str) -> Result<Format, String> {
     }
 }
 
-/// Threads per worker when `-j` is not given. See the README's batch benchmark: on 2 cores,
-/// two single-threaded workers beat one two-threaded worker.
+/// Threads per worker when neither `-j` nor `-t` is given. See the batch benchmark: on 2
+/// cores, two single-threaded workers beat one two-threaded worker.
 const THREADS_PER_WORKER: usize = 1;
 
-pub fn run(args: SubtitleArgs) -> i32 {
-    let rules = match args.rules.rules() {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(e);
-            return exit_code::USAGE;
-        }
-    };
+/// Workers for `todo` files: `-j`, else the cores divided by `-t` (one single-threaded worker
+/// per core without it), never more than there are files. The threads per worker are `-t`,
+/// else the cores shared out among the workers (`DecodeArgs::threads_for`).
+fn workers(jobs: Option<usize>, threads: Option<usize>, todo: usize) -> usize {
+    let cores = engine::default_threads();
+    jobs.unwrap_or_else(|| cores / threads.unwrap_or(THREADS_PER_WORKER))
+        .clamp(1, todo.max(1))
+}
+
+pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
+    let rules = args.rules.rules()?;
     if args.check {
         return check(&args, &rules);
     }
     let cancel = super::install_ctrlc();
     if args.inputs.is_empty() && args.from_list.is_none() {
-        print_error("no inputs: give folders, files or globs, or --from-list FILE");
-        return exit_code::USAGE;
-    }
-    let language = args.language.trim().to_ascii_lowercase();
-    if language != "auto" && engine::language_id(&language).is_none() {
-        print_error(format!(
-            "unknown language code `{}` (use auto or a code such as en, de, fr)",
-            args.language
+        return Err(CliError::usage(
+            "no inputs: give folders, files or globs, or --from-list FILE",
         ));
-        return exit_code::USAGE;
+    }
+    if args.decoding.translate && args.lang_suffix {
+        return Err(CliError::usage(
+            "--lang-suffix names the spoken language, but --translate writes English subtitles: use one or the other",
+        ));
     }
     let shard = match &args.shard {
         None => Shard::All,
-        Some(spec) => match Shard::parse(spec, args.shard_count, &|k| std::env::var(k).ok()) {
-            Ok(s) => s,
-            Err(e) => {
-                print_error(e);
-                return exit_code::USAGE;
-            }
-        },
+        Some(spec) => Shard::parse(spec, args.shard_count, &|k| std::env::var(k).ok())?,
     };
     let mut discover_options = DiscoverOptions {
         recursive: args.recursive,
@@ -235,16 +200,9 @@ pub fn run(args: SubtitleArgs) -> i32 {
             .filter(|e| !e.is_empty())
             .collect();
     }
-    let sources = match batch::discover(&args.inputs, args.from_list.as_deref(), &discover_options)
-    {
-        Ok(s) => s,
-        Err(e) => {
-            print_error(e);
-            return exit_code::FAILURE;
-        }
-    };
+    let sources = batch::discover(&args.inputs, args.from_list.as_deref(), &discover_options)?;
     if sources.is_empty() {
-        print_error(format!(
+        return Err(CliError::failure(format!(
             "no media files found (extensions: {}{})",
             discover_options.extensions.join(", "),
             if args.recursive {
@@ -252,8 +210,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
             } else {
                 "; add -r to search subfolders"
             }
-        ));
-        return exit_code::FAILURE;
+        )));
     }
     let total_found = sources.len();
     let sources: Vec<_> = sources
@@ -274,10 +231,11 @@ pub fn run(args: SubtitleArgs) -> i32 {
     }
     // The language is known up front when given, or when the model is English-only (the
     // registry name says so; a file path may not, then any code counts as done).
-    let known_language = if language != "auto" {
-        Some(language.clone())
-    } else if args.model.ends_with(".en")
-        || Path::new(&args.model)
+    let model_arg = &args.models.model;
+    let known_language = if let Some(code) = args.decoding.language.code() {
+        Some(code.to_string())
+    } else if model_arg.ends_with(".en")
+        || Path::new(model_arg)
             .file_stem()
             .is_some_and(|s| s.to_string_lossy().contains(".en"))
     {
@@ -291,23 +249,13 @@ pub fn run(args: SubtitleArgs) -> i32 {
         lang_suffix: args.lang_suffix,
         known_language,
     };
-    let plan = match batch::plan(sources, &naming, args.overwrite) {
-        Ok(p) => p,
-        Err(e) => {
-            print_error(e);
-            return exit_code::USAGE;
-        }
-    };
+    let plan = batch::plan(sources, &naming, args.overwrite)?;
 
     let mut report = match &args.report {
         None => None,
-        Some(path) => match Report::create(path) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                print_error(format!("{}: cannot write the report: {e}", path.display()));
-                return exit_code::FAILURE;
-            }
-        },
+        Some(path) => Some(Report::create(path).map_err(|e| {
+            CliError::failure(format!("{}: cannot write the report: {e}", path.display()))
+        })?),
     };
     let shard_note = match shard {
         Shard::All => String::new(),
@@ -325,7 +273,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
             plan.todo.len(),
             plan.done.len()
         );
-        return exit_code::OK;
+        return Ok(exit_code::OK);
     }
     let skipped: Vec<Record> = plan.done.iter().map(Record::skipped).collect();
     if let Some(r) = &mut report {
@@ -338,7 +286,7 @@ pub fn run(args: SubtitleArgs) -> i32 {
         if !args.quiet {
             eprintln!("verbatim: nothing to do: no file falls in this shard{shard_note}");
         }
-        return exit_code::OK;
+        return Ok(exit_code::OK);
     }
     if plan.todo.is_empty() {
         if !args.quiet {
@@ -348,53 +296,38 @@ pub fn run(args: SubtitleArgs) -> i32 {
                 plan.done.len()
             );
         }
-        return exit_code::OK;
+        return Ok(exit_code::OK);
     }
 
-    let offline = args.offline || verbatim::models::offline_from_env();
-    let placement = match args.device.resolve(args.quiet) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let engine = match super::fetch::load_engine(
-        &args.model,
-        args.vad_model.as_deref(),
-        args.no_vad,
-        offline,
+    let engine = super::fetch::load_engine(
+        &args.models,
+        args.vad.engine_vad(),
+        &args.device,
         args.quiet,
-        &placement,
-    ) {
-        Ok(e) => e,
-        Err(message) => {
-            print_error(message);
-            return exit_code::FAILURE;
-        }
-    };
+    )?;
     let info = engine.model_info().clone();
-    if !info.multilingual && language != "auto" && language != "en" && !args.quiet {
-        print_warning(format!(
-            "{} is English-only; ignoring --language {language}",
-            info.path.display()
-        ));
+    if !info.multilingual && !args.quiet {
+        if let Some(code) = args.decoding.language.code().filter(|c| *c != "en") {
+            print_warning(format!(
+                "{} is English-only; ignoring --language {code}",
+                info.path.display()
+            ));
+        }
+        if args.decoding.translate {
+            print_warning(format!(
+                "{} is English-only; --translate has no effect",
+                info.path.display()
+            ));
+        }
     }
 
-    let total_threads = args.threads.unwrap_or_else(engine::default_threads).max(1);
-    let workers = args
-        .jobs
-        .unwrap_or((total_threads / THREADS_PER_WORKER).max(1))
-        .clamp(1, plan.todo.len());
-    let threads_per_worker = (total_threads / workers).max(1);
+    let workers = workers(args.jobs, args.decoding.decode.threads, plan.todo.len());
     let transcribe = TranscribeOptions {
-        language: (language != "auto").then_some(language),
-        threads: threads_per_worker,
-        beam_size: args.beam_size.max(1),
-        initial_prompt: args.prompt.clone(),
         // The subtitle engine lays cues out on word times.
         word_timestamps: true,
-        vad: engine.has_vad(),
-        vad_options: VadOptions::default(),
-        ..TranscribeOptions::default()
+        ..args.decoding.transcribe_options(&args.vad, workers)
     };
+    let threads_per_worker = transcribe.threads;
     let meta = JsonMeta::for_run(&engine, String::new(), &transcribe, rules);
     let options = batch::BatchOptions {
         workers,
@@ -459,17 +392,17 @@ pub fn run(args: SubtitleArgs) -> i32 {
         }
     }
     if interrupted {
-        print_error(
+        return Err(CliError::Interrupted(
             "interrupted; finished files are kept, the files in progress got no output (run \
-             the same command again to finish)",
-        );
-        return exit_code::INTERRUPTED;
+             the same command again to finish)"
+                .into(),
+        ));
     }
-    match (ok + skipped, failed) {
+    Ok(match (ok + skipped, failed) {
         (_, 0) => exit_code::OK,
         (0, _) => exit_code::FAILURE,
         _ => exit_code::PARTIAL,
-    }
+    })
 }
 
 fn human_duration(seconds: f64) -> String {
@@ -482,20 +415,17 @@ fn human_duration(seconds: f64) -> String {
 }
 
 /// `--check`: lint subtitle files (ours or any tool's) against the rules.
-fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> i32 {
+fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> Result<i32, CliError> {
     if args.inputs.is_empty() {
-        print_error("--check needs subtitle files (SRT or WebVTT)");
-        return exit_code::USAGE;
+        return Err(CliError::usage(
+            "--check needs subtitle files (SRT or WebVTT)",
+        ));
     }
     let mut report = match &args.report {
         None => None,
-        Some(path) => match Report::create(path) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                print_error(format!("{}: cannot write the report: {e}", path.display()));
-                return exit_code::FAILURE;
-            }
-        },
+        Some(path) => Some(Report::create(path).map_err(|e| {
+            CliError::failure(format!("{}: cannot write the report: {e}", path.display()))
+        })?),
     };
     let (mut problems, mut unreadable) = (0usize, 0usize);
     for path in &args.inputs {
@@ -526,17 +456,18 @@ fn check(args: &SubtitleArgs, rules: &verbatim::subtitle::Rules) -> i32 {
                 }
                 problems += violations.len();
             }
+            // One unreadable file is reported and the check goes on.
             Err(e) => {
                 print_error(e);
                 unreadable += 1;
             }
         }
     }
-    if problems > 0 || unreadable > 0 {
+    Ok(if problems > 0 || unreadable > 0 {
         exit_code::FAILURE
     } else {
         exit_code::OK
-    }
+    })
 }
 
 /// The JSON Lines report, flushed after every record so a crash keeps what was done.

@@ -5,9 +5,14 @@
 //! decodes it with beam search and maps every segment and word back to the original timeline.
 //! Segments are checked by the hallucination guard ([`guard`]) and handed to a callback as
 //! soon as whisper finalises them.
+//!
+//! This file holds the whisper FFI (loading, decoding parameters, the C callbacks, language
+//! detection and tables); `segments` turns what the callbacks read from whisper, as plain Rust
+//! data, into final segments and words.
 
 pub mod device;
 pub mod guard;
+mod segments;
 pub mod vad;
 
 use std::ffi::{c_void, CStr};
@@ -23,15 +28,12 @@ use whisper_rs::{
 };
 
 use crate::error::{Error, Result};
-use crate::transcript::{Flag, Segment, Transcript, Word};
+use crate::transcript::{Segment, Transcript};
+use segments::{RawSegment, RawToken, SegmentCollector};
 pub use vad::{Span, TimeMap, VadOptions};
 
 /// Samples per second of the audio the engine takes.
 pub const SAMPLES_PER_SECOND: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
-
-/// A segment never spans a pause longer than this (seconds): it is split there.
-const MAX_PAUSE_IN_SEGMENT: f64 = 1.5;
-const MAX_PAUSE_SAMPLES: usize = (MAX_PAUSE_IN_SEGMENT * SAMPLES_PER_SECOND as f64) as usize;
 
 /// The whisper.cpp version verbatim is built with.
 pub fn whisper_cpp_version() -> &'static str {
@@ -74,9 +76,8 @@ pub fn engine_build() -> EngineBuild {
 pub struct EngineOptions {
     /// Silero VAD model (ggml). `None` disables VAD.
     pub vad_model: Option<PathBuf>,
-    /// Use flash attention (whisper.cpp's default). Measured on the 204 s file with tiny.en,
-    /// 2 threads: off was 4 % faster (26.5 s against 27.5 s) but peaked at 385 MB instead of
-    /// 310 MB, so it stays on.
+    /// Use flash attention (whisper.cpp's default): turning it off saves little time and
+    /// costs much more memory (docs/benchmarks.md, "Figures behind code defaults").
     pub flash_attn: bool,
     /// Run whisper on a GPU when the binary has a GPU backend. whisper.cpp falls back to the
     /// CPU by itself when it finds no GPU, but a broken driver can abort the process: callers
@@ -458,9 +459,8 @@ impl Engine {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         // A clip shorter than whisper's 30 s window would be padded with silence and the
-        // encoder would still pay for 30 s; shrink the encoder context to the clip instead.
-        // Measured on the 22 LibriSpeech clips with tiny.en: 19.5 s instead of 40.7 s, WER
-        // 10.4 % instead of 9.5 %.
+        // encoder would still pay for 30 s; shrink the encoder context to the clip instead
+        // (about half the time on short clips for a small loss of accuracy; docs/benchmarks.md).
         let context = samples
             .len()
             .max((opts.min_context_seconds.clamp(0.0, 30.0) * SAMPLES_PER_SECOND as f64) as usize);
@@ -639,24 +639,6 @@ fn load_vad(path: &Path) -> Result<WhisperVadContext> {
     })
 }
 
-/// A token as whisper produced it, times in centiseconds of the packed buffer.
-struct RawToken {
-    bytes: Vec<u8>,
-    t0: i64,
-    t1: i64,
-    p: f32,
-    plog: f32,
-    starts_word: bool,
-}
-
-/// A segment as whisper produced it.
-struct RawSegment {
-    t0: i64,
-    t1: i64,
-    no_speech_prob: f32,
-    tokens: Vec<RawToken>,
-}
-
 /// The first panic raised inside a callback, kept until whisper returns: unwinding through
 /// whisper.cpp's C++ frames is undefined behaviour.
 #[derive(Default)]
@@ -770,241 +752,6 @@ unsafe fn read_segment(
             no_speech_prob: sys::whisper_full_get_segment_no_speech_prob_from_state(state, i),
             tokens,
         }
-    }
-}
-
-/// Turns raw whisper segments into final [`Segment`]s: maps times, splits at long pauses,
-/// applies the hallucination guard and streams the result.
-struct SegmentCollector<'a, 'h> {
-    map: &'a TimeMap,
-    offset: usize,
-    raw_spans: &'a [Span],
-    channel: Option<usize>,
-    opts: &'a TranscribeOptions,
-    cjk: bool,
-    used_vad: bool,
-    segments: Vec<Segment>,
-    on_segment: Option<&'h mut dyn FnMut(&Segment)>,
-    recent_texts: Vec<String>,
-}
-
-impl SegmentCollector<'_, '_> {
-    /// Centiseconds in the packed buffer -> samples on the original timeline.
-    fn to_original(&self, cs: i64) -> usize {
-        let packed = (cs.max(0) as usize) * SAMPLES_PER_SECOND / 100;
-        self.map.to_original(packed)
-    }
-
-    fn seconds(&self, samples: usize) -> f64 {
-        (samples + self.offset) as f64 / SAMPLES_PER_SECOND as f64
-    }
-
-    fn accept(&mut self, raw: RawSegment) {
-        let words = self.words(&raw);
-        let avg_logprob = if raw.tokens.is_empty() {
-            0.0
-        } else {
-            raw.tokens.iter().map(|t| t.plog).sum::<f32>() / raw.tokens.len() as f32
-        };
-        // Split at long pauses (real gaps stay gaps), using word times.
-        let mut groups: Vec<Vec<(Word, usize, usize)>> = Vec::new();
-        for w in words {
-            let new_group = match groups.last().and_then(|g| g.last()) {
-                Some((_, _, prev_end)) => {
-                    (w.1.saturating_sub(*prev_end)) as f64 / SAMPLES_PER_SECOND as f64
-                        > MAX_PAUSE_IN_SEGMENT
-                }
-                None => true,
-            };
-            if new_group {
-                groups.push(Vec::new());
-            }
-            if let Some(g) = groups.last_mut() {
-                g.push(w);
-            }
-        }
-        if groups.is_empty() {
-            return;
-        }
-        let single = groups.len() == 1;
-        for group in groups {
-            let (mut start, mut end) = if single {
-                (
-                    self.map.snap_start(self.to_original(raw.t0)),
-                    self.map.snap_end(self.to_original(raw.t1)),
-                )
-            } else {
-                (group[0].1, group[group.len() - 1].2)
-            };
-            // Keep the segment around its words: whisper's segment ends drift into silence.
-            let first_word = group[0].1;
-            let last_word = group[group.len() - 1].2;
-            start = start.min(first_word);
-            end = end
-                .min(self.map.run_end(start, MAX_PAUSE_SAMPLES))
-                .max(last_word);
-            if end <= start {
-                end = start + SAMPLES_PER_SECOND / 100;
-            }
-            let text = if self.cjk {
-                group
-                    .iter()
-                    .map(|(w, _, _)| w.text.as_str())
-                    .collect::<String>()
-            } else {
-                group
-                    .iter()
-                    .map(|(w, _, _)| w.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            let words: Vec<Word> = group.into_iter().map(|(w, _, _)| w).collect();
-            let segment = Segment {
-                start: self.seconds(start),
-                end: self.seconds(end),
-                text,
-                channel: self.channel,
-                avg_logprob,
-                no_speech_prob: raw.no_speech_prob,
-                flags: Vec::new(),
-                words: Some(words),
-            };
-            self.finish(segment, start, end);
-        }
-    }
-
-    /// Groups tokens into words with original-timeline sample positions.
-    fn words(&self, raw: &RawSegment) -> Vec<(Word, usize, usize)> {
-        struct Acc {
-            bytes: Vec<u8>,
-            t0: i64,
-            t1: i64,
-            probs: Vec<f32>,
-        }
-        let mut accs: Vec<Acc> = Vec::new();
-        for tok in &raw.tokens {
-            let new_word = self.cjk || tok.starts_word || accs.is_empty();
-            if new_word {
-                accs.push(Acc {
-                    bytes: Vec::new(),
-                    t0: tok.t0,
-                    t1: tok.t1,
-                    probs: Vec::new(),
-                });
-            }
-            if let Some(acc) = accs.last_mut() {
-                acc.bytes.extend_from_slice(&tok.bytes);
-                acc.t1 = tok.t1.max(acc.t1);
-                acc.probs.push(tok.p);
-            }
-        }
-        accs.into_iter()
-            .filter_map(|acc| {
-                let text = String::from_utf8_lossy(&acc.bytes).trim().to_string();
-                if text.is_empty() {
-                    return None;
-                }
-                let t0 = if acc.t0 >= 0 { acc.t0 } else { raw.t0 };
-                let t1 = if acc.t1 >= 0 { acc.t1 } else { raw.t1 };
-                let start = self.map.snap_start(self.to_original(t0));
-                let end = self
-                    .map
-                    .snap_end(self.to_original(t1))
-                    .min(self.map.run_end(start, MAX_PAUSE_SAMPLES))
-                    .max(start);
-                let probability = acc.probs.iter().sum::<f32>() / acc.probs.len().max(1) as f32;
-                Some((
-                    Word {
-                        text,
-                        start: self.seconds(start),
-                        end: self.seconds(end),
-                        probability,
-                    },
-                    start,
-                    end,
-                ))
-            })
-            .collect()
-    }
-
-    /// Fraction of `[start, end)` covered by raw VAD speech.
-    fn speech_overlap(&self, start: usize, end: usize) -> f64 {
-        if end <= start {
-            return 0.0;
-        }
-        let covered: usize = self
-            .raw_spans
-            .iter()
-            .map(|s| s.end.min(end).saturating_sub(s.start.max(start)))
-            .sum();
-        covered as f64 / (end - start) as f64
-    }
-
-    fn finish(&mut self, mut segment: Segment, start: usize, end: usize) {
-        if self.opts.hallucination_guard {
-            let (cut, changed) = guard::cut_repetitions(&segment.text);
-            if changed {
-                segment.text = cut;
-                segment.flags.push(Flag::RepetitionCut);
-                // Word timings no longer line up with the cut text; keep the words that
-                // survived in order.
-                if let Some(words) = &mut segment.words {
-                    let kept: Vec<&str> = segment.text.split_whitespace().collect();
-                    let mut out = Vec::new();
-                    let mut k = 0;
-                    for w in words.iter() {
-                        if k < kept.len() && w.text == kept[k] {
-                            out.push(w.clone());
-                            k += 1;
-                        }
-                    }
-                    *words = out;
-                }
-            }
-            let on_speech = if self.used_vad {
-                self.speech_overlap(start, end) >= 0.5
-            } else {
-                segment.no_speech_prob < 0.5
-            };
-            if guard::is_phantom_phrase(&segment.text) {
-                if !on_speech {
-                    return;
-                }
-                segment.flags.push(Flag::PhantomPhrase);
-            }
-            if segment.no_speech_prob > self.opts.no_speech_threshold
-                && segment.avg_logprob < self.opts.logprob_threshold
-            {
-                if !on_speech {
-                    return;
-                }
-                segment.flags.push(Flag::LowConfidence);
-            } else if segment.avg_logprob < self.opts.logprob_threshold {
-                segment.flags.push(Flag::LowConfidence);
-            }
-            // The same sentence three times in a row is a loop, not speech; a long one twice
-            // is an echo of the prompt.
-            let norm = guard::normalize(&segment.text);
-            if guard::echoes_previous(self.recent_texts.last().map(String::as_str), &norm) {
-                return;
-            }
-            if self.recent_texts.len() >= 2
-                && self.recent_texts.iter().rev().take(2).all(|t| *t == norm)
-            {
-                return;
-            }
-            self.recent_texts.push(norm);
-        }
-        if segment.text.trim().is_empty() {
-            return;
-        }
-        if !self.opts.word_timestamps {
-            segment.words = None;
-        }
-        if let Some(cb) = self.on_segment.as_mut() {
-            cb(&segment);
-        }
-        self.segments.push(segment);
     }
 }
 

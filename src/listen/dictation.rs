@@ -7,6 +7,10 @@
 //! `endpoint_silence` of silence the utterance is transcribed a last time and everything left is
 //! committed. Committed text is the prompt for what follows, and an utterance that runs on is
 //! cut at a committed word so the audio re-transcribed each step stays bounded.
+//!
+//! This file is the state machine; which words hypotheses agree on is worked out in
+//! [`super::agreement`], and the echo rules it shares with offline transcription are in
+//! [`crate::engine::guard`].
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -14,9 +18,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::guard::{echoes_context, normalize_word as norm};
 use crate::engine::{Engine, Hooks, TranscribeOptions, VadOptions};
 use crate::error::Error;
 use crate::Word;
+// Re-exported: these paths (`listen::dictation::agreement`, ...) are public.
+pub use super::agreement::{
+    agreement, agreement_across, aligned_prefix, confirmed, settled_prefix,
+};
 
 const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
 /// Utterances shorter than this (seconds) get `final_min_context` in their last pass.
@@ -48,15 +57,13 @@ pub struct DictationOptions {
     /// nothing else keeps words invented over the silence from being agreed on. 0 = off.
     pub hold_back_words: usize,
     /// Beam size of the pass that ends an utterance, which commits whatever agreement has
-    /// not. At most `transcribe.beam_size` (the default) decodes it as the steps are: with
-    /// 0.5 s steps a beam-5 last pass was no more accurate on 357 s of speech and read JFK's
-    /// short opening wrong where the greedy steps read it right (see the default).
+    /// not. At most `transcribe.beam_size` (the default) decodes it as the steps are: a wider
+    /// last pass was no more accurate and misread short utterances the steps read right.
     pub final_beam_size: usize,
     /// Least encoder context of the pass that ends an utterance (seconds; whisper's window is
-    /// 30; 0 = the steps' context), for utterances shorter than 5 s only. Measured with
-    /// beam-5 last passes: JFK's short opening was read "And so am I fellow Americans" in
-    /// 3 of 10 shifted replays at 10 s and at 30 s alike once whisper states stopped
-    /// carrying stale attention rows between calls (2026-12-03), so the default is 0.
+    /// 30; 0 = the steps' context), for utterances shorter than 5 s only. The default is 0:
+    /// once reused whisper states decoded as fresh ones, a larger context no longer read short
+    /// utterances better (docs/listen.md).
     pub final_min_context: f64,
     /// A word whose probability (mean over its tokens) is below this is committed by
     /// agreement only once three consecutive hypotheses agree on it, not two: greedy steps
@@ -68,9 +75,8 @@ pub struct DictationOptions {
     /// Uncommitted audio (seconds, since the end of the last committed word) after which
     /// agreement may bridge a word or two that successive hypotheses keep disputing, when
     /// three agreeing words follow them (see [`agreement_across`]). Bridging commits the
-    /// latest reading of the disputed words, so sooner costs accuracy: 2 s instead of the
-    /// default 4 s (half the window) read the 357 s set at 15.51 % against 15.07 % (fast
-    /// replay) with no shorter latency tail.
+    /// latest reading of the disputed words, so bridging sooner costs accuracy, and it did not
+    /// shorten the latency tail; the default is 4 s, half the window.
     pub bridge_after: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
@@ -82,15 +88,12 @@ impl Default for DictationOptions {
     fn default() -> Self {
         DictationOptions {
             // Short steps on a 10 s context, one word held back while the speaker goes on, a
-            // third agreement for doubtful words, and a last pass decoded as the steps are.
-            // Measured on 357 s of speech (tiny.en, 2 cores, real time): see the README. The
-            // step-2 s policy with a 30 s context (the default until 2026-12-03) was 0.5-1
-            // point more accurate but committed at p50 2.78 s, p95 4.80 s.
+            // third agreement for doubtful words, and a last pass decoded as the steps are:
+            // commits about a second after the word is said, where longer steps on a 30 s
+            // context were slightly more accurate but took seconds (docs/listen.md).
             step: 0.5,
-            // 0.6 s of silence ends an utterance: on the 357 s set (fast replay) 0.8 s and
-            // 0.6 s read the same (15.07 %) while 0.5 s split sentences at their commas
-            // (16.18 %); 0.6 s commits an utterance's last words 0.2 s sooner, and they were
-            // a good part of the latency tail (real time p95 1.63 s against 1.95-2.11 s).
+            // 0.6 s of silence ends an utterance: as accurate as 0.8 s and it commits an
+            // utterance's last words sooner, where 0.5 s split sentences at their commas.
             endpoint_silence: 0.6,
             preroll: 0.3,
             max_window: 8.0,
@@ -99,28 +102,23 @@ impl Default for DictationOptions {
             confirm_below: 0.6,
             bridge_after: 4.0,
             first_commit_after: 0.0,
-            // The last pass as a step (greedy, the steps' context): a beam-5 or 30 s last pass
-            // read JFK's "And so my fellow Americans", ended by its pause, as "And so am I
-            // fellow Americans" in 3 of 10 replays shifted by 0-0.45 s, where the greedy steps
-            // (and so this last pass) read it right in all 10; on the 357 s set the two were
-            // within noise (fast replay 15.07 % against 14.96 %, offline 12.83 %).
+            // The last pass as a step (greedy, the steps' context): a last pass decoded
+            // otherwise (beam 5, or a 30 s context) misread short utterances such as JFK's
+            // "And so my fellow Americans" ("And so am I ...") that the greedy steps read
+            // right, and was no more accurate overall.
             final_beam_size: 1,
             final_min_context: 0.0,
             transcribe: TranscribeOptions {
-                // With 0.5 s steps a 30 s context costs 0.6-0.9 s a step; there, 10 s with an
-                // 8 s window (fast replay 15.85 %, RTF 0.65) beat 15 s / 15 s (18.64 %, 0.90),
-                // and 8 s / 7 s lost 0.2 points (15.51 % against 15.29 %).
+                // With 0.5 s steps a 30 s context costs more than a step's worth of audio on
+                // 2 cores; 10 s with an 8 s window read best of the shorter contexts tried.
                 min_context_seconds: 10.0,
-                // Every pass reuses a pooled whisper state. Until whisper.cpp patch 0007 a
-                // reused state attended to rows earlier calls had left in its flash-attention
-                // padding and read differently from a fresh one (JFK's opening "am I" in 9 of
-                // 10 shifted replays against 3 of 10); it now zeroes them, so reuse changes
-                // nothing but the cost.
+                // Every pass reuses a pooled whisper state: since whisper.cpp patch 0007
+                // zeroes the flash-attention padding rows earlier calls left, a reused state
+                // decodes exactly as a fresh one, so reuse changes nothing but the cost.
                 reuse_state: true,
                 // No temperature fallback: a re-transcription that decodes badly is followed
                 // by another within a step, and agreement will not commit it; re-decoding at
-                // rising temperatures could take seconds (1.7 s for a 0.8 s clip, measured)
-                // and stall every live word behind it.
+                // rising temperatures could take seconds and stall every live word behind it.
                 temperature_increment: 0.0,
                 beam_size: 1,
                 best_of: 1,
@@ -441,7 +439,7 @@ impl<'e> Dictation<'e> {
         }
         // The larger context is for short utterances only: they are the ambiguous ones, and
         // their last pass is cheap; on a long one it would only add to the latency of its
-        // last words (a 30 s last pass everywhere: commit p95 2.35 s against 1.81 s).
+        // last words.
         if last && audio.len() < SHORT_UTTERANCE * RATE {
             opts.min_context_seconds = opts.min_context_seconds.max(self.opts.final_min_context);
         }
@@ -465,14 +463,7 @@ impl<'e> Dictation<'e> {
         // On a clip that ends in silence, small models often repeat what was just said as new
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
         // two or three times over): drop segments that repeat the words before them.
-        let mut context: Vec<String> = self
-            .history
-            .split_whitespace()
-            .rev()
-            .take(30)
-            .map(norm)
-            .collect();
-        context.reverse();
+        let mut context = self.history_tail(30);
         let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
         let segments = transcript.segments.len();
         for (i, seg) in transcript.segments.iter().enumerate() {
@@ -486,7 +477,7 @@ impl<'e> Dictation<'e> {
             // A step's last segment may be cut off mid-word by the end of the audio; the
             // last pass ends in silence.
             let cut_off = !last && i + 1 == segments;
-            if !words.is_empty() && !echoes(&context, &normed, cut_off) {
+            if !words.is_empty() && !echoes_context(&context, &normed, cut_off) {
                 context.extend(normed);
                 kept.push((seg, words));
             }
@@ -517,8 +508,8 @@ impl<'e> Dictation<'e> {
         }
         // More words than anyone says in this much audio is a hallucination, most often a
         // loop on the prompt: a 1.6 s "Lincoln" was read "and then that's how faith that's
-        // how faith that's" (real time, 2026-12-02). Whole segments are dropped from the end
-        // until the rest is plausible: 4 words a second (240 a minute) plus two.
+        // how faith that's". Whole segments are dropped from the end until the rest is
+        // plausible: 4 words a second (240 a minute) plus two.
         let seconds = audio.len() as f64 / RATE as f64;
         let most = 2 + (4.0 * seconds) as usize;
         while words.len() > most {
@@ -551,14 +542,7 @@ impl<'e> Dictation<'e> {
         if first.start - self.buf_start as f64 / RATE as f64 > 1.0 {
             return 0;
         }
-        let mut tail: Vec<String> = self
-            .history
-            .split_whitespace()
-            .rev()
-            .take(5)
-            .map(norm)
-            .collect();
-        tail.reverse();
+        let tail = self.history_tail(5);
         (1..=tail.len().min(words.len()))
             .rev()
             .find(|&k| {
@@ -569,6 +553,19 @@ impl<'e> Dictation<'e> {
                     && tail[tail.len() - k..].iter().all(|t| !t.is_empty())
             })
             .unwrap_or(0)
+    }
+
+    /// The last `n` words of the history, normalized for comparison, oldest first.
+    fn history_tail(&self, n: usize) -> Vec<String> {
+        let mut tail: Vec<String> = self
+            .history
+            .split_whitespace()
+            .rev()
+            .take(n)
+            .map(norm)
+            .collect();
+        tail.reverse();
+        tail
     }
 
     /// When two hypotheses keep disagreeing (often on a single word near the start of the
@@ -613,9 +610,9 @@ impl<'e> Dictation<'e> {
         let hypothesis = self.hypothesis(end, true)?;
         let mut done = aligned_prefix(&self.committed, &hypothesis);
         // A last pass that starts by repeating the last committed word ("And so my fellow"
-        // committed, then "fellow Americans!": CI, 2026-12-01) re-read it at the seam; drop
-        // the repeat. Only here, where no later hypothesis is aligned against the committed
-        // words; a real "that that" across this seam loses one word.
+        // committed, then "fellow Americans!") re-read it at the seam; drop the repeat. Only
+        // here, where no later hypothesis is aligned against the committed words; a real
+        // "that that" across this seam loses one word.
         if let (Some(last), Some(first)) = (self.utterance.last(), hypothesis.get(done)) {
             if hypothesis.len() > done + 1 && norm(&last.text) == norm(&first.text) {
                 done += 1;
@@ -802,35 +799,6 @@ pub fn join(words: &[Word]) -> String {
         .join(" ")
 }
 
-/// A word reduced for comparison: lowercase letters and digits only.
-fn norm(word: &str) -> String {
-    word.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Whether a segment's `words` repeat what came just before them (`context`, normalized
-/// words): they are the last words of the context, or, three words or more, they occur in it
-/// word for word. Whisper's echo of its prompt or of its own last sentence looks like this;
-/// speech rarely repeats a phrase within a few seconds.
-fn repeats(context: &[String], words: &[String]) -> bool {
-    if words.is_empty() || words.len() > context.len() {
-        return false;
-    }
-    context.ends_with(words)
-        || (words.len() >= 3 && context.windows(words.len()).any(|w| w == words))
-}
-
-/// Whether a segment's `words` echo the `context` before them ([`repeats`]). `cut_off` marks
-/// the last segment of a step, whose audio may end mid-word: it echoes if all but its last
-/// word do, three words at least ("... to the Hebrews. The absence of the Hebrew" read two
-/// steps before "is therefore perfectly natural"; the cut word differs).
-fn echoes(context: &[String], words: &[String], cut_off: bool) -> bool {
-    repeats(context, words)
-        || (cut_off && words.len() >= 4 && repeats(context, &words[..words.len() - 1]))
-}
-
 /// Makes word times non-decreasing: a word starts no earlier than the word before it, and
 /// ends no earlier than it starts or than the word before it ends.
 fn monotonic(words: &mut [Word]) {
@@ -842,209 +810,10 @@ fn monotonic(words: &mut [Word]) {
     }
 }
 
-/// LocalAgreement-2: how many leading words two consecutive hypotheses share.
-pub fn agreement(previous: &[Word], current: &[Word]) -> usize {
-    previous
-        .iter()
-        .zip(current)
-        .take_while(|(a, b)| norm(&a.text) == norm(&b.text) && !norm(&a.text).is_empty())
-        .count()
-}
-
-/// Agreement around disputed words, for an utterance whose hypotheses keep disagreeing on a
-/// word near their start ("everyone who is turbulent", "everyone whose trebement", "everyone
-/// who's turbulent" for 30 s of the long file, 2026-12-02): LocalAgreement-2 then commits
-/// nothing at all. The two hypotheses are aligned word by word (longest common subsequence);
-/// a stretch where they differ by at most three words on either side counts as agreed
-/// when at least three agreeing words follow it, and the current hypothesis's reading of it
-/// is the one committed (it has heard the most audio). Returns how many leading words of
-/// `current` are agreed in this sense (at least the plain agreement).
-pub fn agreement_across(previous: &[Word], current: &[Word]) -> usize {
-    const DISPUTED: usize = 3;
-    const RUN: usize = 3;
-    let a: Vec<String> = previous.iter().map(|w| norm(&w.text)).collect();
-    let b: Vec<String> = current.iter().map(|w| norm(&w.text)).collect();
-    // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] && !a[i].is_empty() {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    // Walk the alignment: runs of matched words separated by gaps (words of one or the other
-    // that are not matched).
-    let (mut i, mut j) = (0, 0);
-    let mut agreed = 0;
-    let (mut gap_a, mut gap_b) = (0, 0);
-    let mut run = 0;
-    // Whether the current run follows a gap (and so must reach `RUN` words to count).
-    let mut after_gap = false;
-    while i < a.len() && j < b.len() {
-        if a[i] == b[j] && !a[i].is_empty() && lcs[i][j] == lcs[i + 1][j + 1] + 1 {
-            run += 1;
-            i += 1;
-            j += 1;
-            if !after_gap || run >= RUN {
-                agreed = j;
-                after_gap = false;
-            }
-            continue;
-        }
-        if run > 0 && after_gap {
-            // A run too short to vouch for the gap before it: stop at that gap.
-            break;
-        }
-        if run > 0 {
-            gap_a = 0;
-            gap_b = 0;
-        }
-        run = 0;
-        after_gap = true;
-        if lcs[i + 1][j] >= lcs[i][j + 1] {
-            i += 1;
-            gap_a += 1;
-        } else {
-            j += 1;
-            gap_b += 1;
-        }
-        if gap_a > DISPUTED || gap_b > DISPUTED {
-            break;
-        }
-    }
-    agreed.max(agreement(previous, current))
-}
-
-/// How many leading words of `hypothesis` agreement commits: those `previous` agrees on
-/// (LocalAgreement-2), except that from word `done` on (the first uncommitted one), a word
-/// whose probability is below `confirm_below` needs `before_previous` to agree on it as well,
-/// and stops the commit there if it does not (see [`DictationOptions::confirm_below`]).
-pub fn confirmed(
-    before_previous: &[Word],
-    previous: &[Word],
-    hypothesis: &[Word],
-    done: usize,
-    confirm_below: f32,
-) -> usize {
-    let twice = agreement(previous, hypothesis);
-    if confirm_below <= 0.0 {
-        return twice;
-    }
-    let thrice = twice.min(agreement(before_previous, hypothesis));
-    (thrice.max(done)..twice)
-        .find(|&i| hypothesis[i].probability < confirm_below)
-        .unwrap_or(twice)
-}
-
-/// How many leading words of `hypothesis` end by `before` (seconds): the words agreement may
-/// commit (see [`DictationOptions::hold_back`]).
-pub fn settled_prefix(hypothesis: &[Word], before: f64) -> usize {
-    hypothesis.iter().take_while(|w| w.end <= before).count()
-}
-
-/// How many leading words of `hypothesis` the committed words cover. The letters are
-/// compared, not the words, so whisper re-splitting or re-punctuating committed words
-/// ("so, my" for "so my") does not shift the seam. If whisper now reads some of them
-/// differently ("human path" committed, "King Man's path" now), the seam is where the
-/// committed words align best with a prefix of the hypothesis (fewest word edits, then the
-/// prefix whose length is closest to the committed count): counting words instead would
-/// shift the seam by the difference and repeat or lose words after it.
-pub fn aligned_prefix(committed: &[Word], hypothesis: &[Word]) -> usize {
-    if committed.is_empty() {
-        return 0;
-    }
-    let a: Vec<String> = committed.iter().map(|w| norm(&w.text)).collect();
-    let target = a.concat();
-    let mut acc = String::new();
-    for (i, w) in hypothesis.iter().enumerate() {
-        acc.push_str(&norm(&w.text));
-        if acc.len() >= target.len() {
-            if acc == target {
-                return i + 1;
-            }
-            break;
-        }
-    }
-    let b: Vec<String> = hypothesis.iter().map(|w| norm(&w.text)).collect();
-    // Edit distance between all of `a` and each prefix of `b` (one row at a time).
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, wa) in a.iter().enumerate() {
-        let mut next = vec![i + 1; b.len() + 1];
-        for (j, wb) in b.iter().enumerate() {
-            let substitute = row[j] + usize::from(wa != wb);
-            next[j + 1] = substitute.min(row[j + 1] + 1).min(next[j] + 1);
-        }
-        row = next;
-    }
-    (0..=b.len())
-        .min_by_key(|&j| (row[j], j.abs_diff(a.len())))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn w(text: &str, start: f64, end: f64) -> Word {
-        Word {
-            text: text.into(),
-            start,
-            end,
-            probability: 1.0,
-        }
-    }
-
-    #[test]
-    fn echoed_segments_are_recognised() {
-        let v = |t: &str| t.split_whitespace().map(norm).collect::<Vec<_>>();
-        let context = v("the later traditions tend to extend the period.");
-        assert!(repeats(
-            &context,
-            &v("The later traditions tend to extend the period.")
-        ));
-        assert!(repeats(&context, &v("the period.")));
-        assert!(repeats(&context, &v("The later traditions tend to")));
-        assert!(!repeats(&context, &v("But I am")));
-        // Two words are only an echo at the very end: "the later" may well be said again.
-        assert!(!repeats(&context, &v("the later")));
-        assert!(!repeats(&[], &v("And so")));
-        assert!(!repeats(&context, &[]));
-    }
-
-    #[test]
-    fn a_cut_off_echo_is_recognised_at_the_end_of_a_step_only() {
-        let v = |t: &str| t.split_whitespace().map(norm).collect::<Vec<_>>();
-        let context = v("The absence of the detailed reference to the Hebrews.");
-        let cut = v("The absence of the Hebrew");
-        assert!(echoes(&context, &cut, true));
-        assert!(!echoes(&context, &cut, false));
-        // Three words and a new one are not enough: "of the Hebrews" may be said again.
-        assert!(!echoes(&context, &v("of the Hebrews came"), true));
-        assert!(!echoes(&context, &v("The absence of their names"), true));
-    }
-
-    #[test]
-    fn doubtful_words_wait_for_a_third_agreeing_hypothesis() {
-        let p = |text: &str, probability: f32| Word {
-            probability,
-            ..w(text, 0.0, 0.0)
-        };
-        let first = vec![p("only", 0.9), p("put", 0.4)];
-        let second = vec![p("only", 0.9), p("put", 0.5), p("in", 0.3)];
-        let third = vec![p("only", 0.9), p("put", 0.3), p("in", 0.8), p("the", 0.9)];
-        // Two agree on "only put": "put" is doubtful, so only "only" is committed.
-        assert_eq!(confirmed(&[], &first, &second, 0, 0.6), 1);
-        // Without the rule, plain LocalAgreement-2.
-        assert_eq!(confirmed(&[], &first, &second, 0, 0.0), 2);
-        // The third hypothesis agrees on "put" too; "in" (confident now) has two.
-        assert_eq!(confirmed(&first, &second, &third, 1, 0.6), 3);
-        // A doubtful word that the hypothesis before did not share stops the commit.
-        let other = vec![p("only", 0.9), p("part", 0.4)];
-        assert_eq!(confirmed(&other, &second, &third, 1, 0.6), 1);
-    }
+    use crate::listen::agreement::tests::w;
 
     #[test]
     fn word_times_never_go_back() {
@@ -1057,97 +826,5 @@ mod tests {
         monotonic(&mut h);
         let times: Vec<(f64, f64)> = h.iter().map(|w| (w.start, w.end)).collect();
         assert_eq!(times, vec![(5.0, 5.2), (5.2, 5.9), (5.2, 5.9), (6.0, 6.2)]);
-    }
-
-    #[test]
-    fn words_ending_near_the_end_of_the_audio_are_held_back() {
-        let h = vec![w("and", 0.0, 0.2), w("so", 0.2, 0.4), w("my", 0.4, 0.9)];
-        assert_eq!(settled_prefix(&h, 1.0), 3);
-        assert_eq!(settled_prefix(&h, 0.5), 2);
-        assert_eq!(settled_prefix(&h, 0.1), 0);
-        assert_eq!(settled_prefix(&[], 5.0), 0);
-    }
-
-    fn words(text: &str) -> Vec<Word> {
-        text.split_whitespace()
-            .enumerate()
-            .map(|(i, t)| w(t, i as f64 * 0.3, i as f64 * 0.3 + 0.25))
-            .collect()
-    }
-
-    #[test]
-    fn agreement_bridges_a_disputed_word_followed_by_agreeing_words() {
-        let a = words("everyone who is turbulent has been found by human path. The");
-        let b = words("Everyone whose trebement has been found by human path. The testimony");
-        // Plain agreement stops after "everyone"; the dispute is bridged and the agreement
-        // runs to the end of the shorter hypothesis.
-        assert_eq!(agreement(&a, &b), 1);
-        assert_eq!(agreement_across(&a, &b), 10);
-        let c = words("everyone who's turbulent has been found by King Man at the path.");
-        // "human path" against "King Man at the path": four words, not bridged.
-        assert_eq!(agreement_across(&b, &c), 7);
-        // Agreement after a dispute needs three words: two are not enough to vouch for it.
-        let a = words("a b c x d e y f g h");
-        let b = words("a b c z d e w f g h i");
-        assert_eq!(agreement_across(&a, &b), 3);
-        // Nor is a dispute of four words bridged.
-        let a = words("a b c d e f g h i");
-        let b = words("a w x y z f g h i");
-        assert_eq!(agreement_across(&a, &b), 1);
-        assert_eq!(agreement_across(&a, &a), a.len());
-        assert_eq!(agreement_across(&[], &a), 0);
-    }
-
-    #[test]
-    fn agreement_is_the_common_prefix_ignoring_case_and_punctuation() {
-        let a = vec![w("And", 0.0, 0.2), w("so,", 0.2, 0.4), w("my", 0.4, 0.5)];
-        let b = vec![w("and", 0.0, 0.2), w("so", 0.2, 0.4), w("by", 0.4, 0.5)];
-        assert_eq!(agreement(&a, &b), 2);
-        assert_eq!(agreement(&[], &b), 0);
-        assert_eq!(agreement(&a, &a), 3);
-    }
-
-    #[test]
-    fn the_committed_prefix_is_found_by_its_letters() {
-        let committed = vec![w("And", 0.0, 0.2), w("so", 0.2, 0.4), w("my", 0.4, 0.5)];
-        let hyp = vec![
-            w("And", 0.0, 0.2),
-            w("so,", 0.2, 0.4),
-            w("my", 0.4, 0.5),
-            w("fellow", 0.5, 0.9),
-        ];
-        assert_eq!(aligned_prefix(&committed, &hyp), 3);
-        // Re-split: "fellow Americans" committed, "fellow-Americans" re-read as one word.
-        let committed = vec![w("fellow", 0.0, 0.3), w("Americans", 0.3, 0.8)];
-        let hyp = vec![w("fellow-Americans,", 0.0, 0.8), w("ask", 0.9, 1.1)];
-        assert_eq!(aligned_prefix(&committed, &hyp), 1);
-        // Changed outright, same word count: the seam stays after two words.
-        let hyp = vec![
-            w("yellow", 0.0, 0.3),
-            w("Americas", 0.3, 0.8),
-            w("ask", 0.9, 1.1),
-        ];
-        assert_eq!(aligned_prefix(&committed, &hyp), 2);
-        assert_eq!(aligned_prefix(&[], &hyp), 0);
-        // Re-read with another word count: the seam follows the best alignment, so the
-        // words after it are neither repeated nor lost.
-        let committed = vec![
-            w("by", 0.0, 0.1),
-            w("human", 0.1, 0.4),
-            w("path.", 0.4, 0.8),
-            w("The", 0.9, 1.0),
-            w("Hebrews", 1.0, 1.5),
-        ];
-        let hyp = vec![
-            w("by", 0.0, 0.1),
-            w("King", 0.1, 0.3),
-            w("Man's", 0.3, 0.5),
-            w("path.", 0.5, 0.8),
-            w("The", 0.9, 1.0),
-            w("Hebrews", 1.0, 1.5),
-            w("in", 1.6, 1.7),
-            w("Egypt", 1.7, 2.0),
-        ];
-        assert_eq!(aligned_prefix(&committed, &hyp), 6);
     }
 }

@@ -1,5 +1,6 @@
 //! Live dictation: microphones, capture and typing the text into the focused window.
 
+pub mod agreement;
 #[cfg(feature = "listen")]
 pub mod capture;
 #[cfg(feature = "listen")]

@@ -264,26 +264,20 @@ impl TypingEnv {
         }
     }
 
-    /// The executable called `name` on `PATH`.
+    /// The executable called `name` on this environment's `PATH` (not the process's, so tests
+    /// can point it at fake tools).
     fn find(&self, name: &str) -> Option<PathBuf> {
-        let path = self.path.as_ref()?;
-        std::env::split_paths(path)
+        // Empty entries would mean the working directory to `which`; a typing tool is never
+        // picked up from there.
+        let dirs = std::env::split_paths(self.path.as_ref()?)
             .filter(|dir| !dir.as_os_str().is_empty())
-            .map(|dir| dir.join(name))
-            .find(|p| is_executable(p))
+            .collect::<Vec<_>>();
+        if dirs.is_empty() {
+            return None;
+        }
+        let path = std::env::join_paths(dirs).ok()?;
+        which::which_in_global(name, Some(path)).ok()?.next()
     }
-}
-
-#[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
 }
 
 /// One tool of the chain.

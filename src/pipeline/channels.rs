@@ -74,9 +74,7 @@ pub(super) fn transcribe(
         summary.warnings.extend(part.warnings);
         merged.segments.extend(collected);
     }
-    merged
-        .segments
-        .sort_by(|a, b| a.start.total_cmp(&b.start));
+    merged.segments.sort_by(|a, b| a.start.total_cmp(&b.start));
     summary.segments = merged.segments.len();
 
     if outputs.files.iter().any(|(f, _)| f.is_subtitle()) {

@@ -199,8 +199,7 @@ fn windowed(
     if result.is_err() {
         // With a checkpoint, the partial files are the work a rerun resumes from; without
         // one (stopped inside the first window) they hold nothing worth keeping.
-        let resumable =
-            mode.checkpoints && checkpoint_path(outputs).is_some_and(|p| p.is_file());
+        let resumable = mode.checkpoints && checkpoint_path(outputs).is_some_and(|p| p.is_file());
         if !resumable {
             for (_, final_path) in &outputs.files {
                 let _ = std::fs::remove_file(partial_path(final_path, ".partial"));

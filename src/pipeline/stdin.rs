@@ -38,7 +38,10 @@ pub(super) fn transcribe(
 /// Copies `reader` into a new temporary file (created exclusively, mode 0600).
 pub(super) fn spool(reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
     let fail = |e: std::io::Error| {
-        Error::input(NAME, format!("cannot buffer standard input in a temporary file: {e}"))
+        Error::input(
+            NAME,
+            format!("cannot buffer standard input in a temporary file: {e}"),
+        )
     };
     let mut file = tempfile::Builder::new()
         .prefix("verbatim-stdin-")
@@ -51,7 +54,12 @@ pub(super) fn spool(reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::input(NAME, format!("cannot read standard input: {e}"))),
+            Err(e) => {
+                return Err(Error::input(
+                    NAME,
+                    format!("cannot read standard input: {e}"),
+                ))
+            }
         };
         file.write_all(&block[..n]).map_err(fail)?;
         total += n as u64;
@@ -65,7 +73,13 @@ pub(super) fn spool(reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
 
 /// Errors name standard input as `-`, not the temporary file behind it.
 fn renamed(e: Error, tmp: &Path) -> Error {
-    let fix = |path: PathBuf| if path == tmp { PathBuf::from(NAME) } else { path };
+    let fix = |path: PathBuf| {
+        if path == tmp {
+            PathBuf::from(NAME)
+        } else {
+            path
+        }
+    };
     match e {
         Error::Input { path, reason } => Error::Input {
             path: fix(path),

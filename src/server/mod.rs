@@ -15,28 +15,28 @@
 //! Beyond that a request gets 503 with `Retry-After`. A request whose client disconnects is
 //! cancelled: its future is dropped, a drop guard sets the job's cancel flag, and whisper
 //! stops at its next abort check.
+//!
+//! The parts: `auth` checks the API key, `admission` enforces the limits above and answers
+//! 503, `handlers` serves the routes; this module holds the options, the shared state and
+//! the router.
 
+mod admission;
+mod auth;
+mod handlers;
 pub mod openai;
 
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
-use crate::audio::{self, InputSource};
-use crate::engine::{self, Engine, Hooks, TranscribeOptions};
-use crate::output::JsonMeta;
+use crate::engine::{Engine, TranscribeOptions};
 use crate::subtitle::Rules;
-use crate::Error;
 
 pub use openai::{ApiError, ResponseFormat, Task};
 
@@ -112,19 +112,6 @@ struct JobInfo {
     progress: Arc<std::sync::atomic::AtomicU32>,
 }
 
-/// Removes a job from the list when dropped.
-struct Listed<'a> {
-    state: &'a AppState,
-    id: u64,
-}
-
-impl Drop for Listed<'_> {
-    fn drop(&mut self) {
-        let mut jobs = self.state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.retain(|j| j.id != self.id);
-    }
-}
-
 impl AppState {
     /// State for a server around `engine`.
     pub fn new(engine: Arc<Engine>, options: ServerOptions) -> Arc<AppState> {
@@ -141,82 +128,6 @@ impl AppState {
             next_job: AtomicU64::new(0),
         })
     }
-
-    /// Transcriptions running now.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
-    }
-
-    /// Requests admitted but not running (uploading or waiting for a slot).
-    pub fn queued(&self) -> usize {
-        self.admitted
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.active())
-    }
-
-    fn capacity(&self) -> usize {
-        self.options.concurrency.max(1) + self.options.queue
-    }
-
-    /// Reserves a place for a request, or `None` when running and waiting requests are at the
-    /// limit.
-    fn admit(&self) -> Option<Admission> {
-        let capacity = self.capacity();
-        self.admitted
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < capacity).then_some(n + 1)
-            })
-            .ok()?;
-        Some(Admission {
-            admitted: self.admitted.clone(),
-        })
-    }
-
-    fn retry_after(&self) -> u64 {
-        let mean = self.mean_job_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        let waiting = self.queued() as f64 + 1.0;
-        ((mean * waiting / self.options.concurrency.max(1) as f64).ceil() as u64).clamp(1, 600)
-    }
-}
-
-/// A place among the admitted requests, given back when dropped.
-struct Admission {
-    admitted: Arc<AtomicUsize>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.admitted.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Sets the job's cancel flag when the request's future is dropped before the job is done
-/// (the client went away).
-struct CancelOnDrop {
-    cancel: Arc<AtomicBool>,
-    done: bool,
-    /// What to log when it cancels (`None`: log nothing).
-    log: Option<String>,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if !self.done {
-            self.cancel.store(true, Ordering::SeqCst);
-            if let Some(what) = &self.log {
-                eprintln!("verbatim: {what}: the client went away; cancelling its transcription");
-            }
-        }
-    }
-}
-
-/// Counts a running job, given back when dropped.
-struct Running(Arc<AtomicUsize>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// The router with every route, for `state`.
@@ -227,16 +138,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/v1/audio/transcriptions",
-            post(|s: State<Arc<AppState>>, r: Request| audio_route(s, r, Task::Transcribe)),
+            post(|s: State<Arc<AppState>>, r: Request| {
+                handlers::audio_route(s, r, Task::Transcribe)
+            }),
         )
         .route(
             "/v1/audio/translations",
-            post(|s: State<Arc<AppState>>, r: Request| audio_route(s, r, Task::Translate)),
+            post(|s: State<Arc<AppState>>, r: Request| {
+                handlers::audio_route(s, r, Task::Translate)
+            }),
         )
-        .route("/v1/models", get(models))
-        .route("/health", get(health))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .route("/v1/models", get(handlers::models))
+        .route("/health", get(handlers::health))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),
         ))
@@ -255,555 +170,6 @@ pub async fn serve(
         .await
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::bad_request(None, format!("Unknown request URL: {method} {uri}"))
-        .with_status(StatusCode::NOT_FOUND)
-        .with_code("unknown_url")
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::bad_request(None, format!("Method {method} is not allowed on {uri}"))
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
-}
-
-/// Constant-time comparison, so the key cannot be guessed byte by byte from timings.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = &state.options.api_key else {
-        return Ok(());
-    };
-    let unauthorized = |message: String| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        message,
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("invalid_api_key"),
-        retry_after: None,
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    match given {
-        None => Err(unauthorized(
-            "You didn't provide an API key. Send it in an Authorization header: `Authorization: Bearer YOUR_KEY`.".into(),
-        )),
-        Some(v) => {
-            let token = v
-                .strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .map(str::trim)
-                .unwrap_or("");
-            if same_secret(token.as_bytes(), key.as_bytes()) {
-                Ok(())
-            } else {
-                Err(unauthorized("Incorrect API key provided.".into()))
-            }
-        }
-    }
-}
-
-async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let jobs: Vec<serde_json::Value> = state
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|j| {
-            let bits = j.progress.load(Ordering::Relaxed);
-            let (stage, progress) = if bits == u32::MAX {
-                ("preparing", 0.0)
-            } else {
-                ("transcribing", f32::from_bits(bits))
-            };
-            serde_json::json!({
-                "file": j.file,
-                "audio_seconds": (j.audio_seconds * 10.0).round() / 10.0,
-                "running_seconds": (j.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-                "stage": stage,
-                "progress": (progress * 1000.0).round() / 1000.0,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({
-        "jobs": jobs,
-        "status": "ok",
-        "model": state.options.model_id,
-        "active": state.active(),
-        "queued": state.queued(),
-        "concurrency": state.options.concurrency,
-        "queue_limit": state.options.queue,
-        "threads_per_job": state.options.threads_per_job(),
-        "served": state.served.load(Ordering::Relaxed),
-        "uptime_seconds": state.started.elapsed().as_secs(),
-    }))
-    .into_response()
-}
-
-async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_auth(&state, &headers) {
-        return e.into_response();
-    }
-    let created = std::fs::metadata(&state.engine.model_info().path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    axum::Json(serde_json::json!({
-        "object": "list",
-        "data": [{
-            "id": state.options.model_id,
-            "object": "model",
-            "created": created,
-            "owned_by": "verbatim",
-        }],
-    }))
-    .into_response()
-}
-
-/// A parsed transcription request.
-struct AudioRequest {
-    file_name: String,
-    data: Vec<u8>,
-    language: Option<String>,
-    prompt: Option<String>,
-    format: ResponseFormat,
-    temperature: f32,
-    words: bool,
-    segments: bool,
-}
-
-async fn audio_route(State(state): State<Arc<AppState>>, req: Request, task: Task) -> Response {
-    let started = Instant::now();
-    let path = req.uri().path().to_string();
-    let response = match handle_audio(&state, req, task).await {
-        Ok((response, note)) => {
-            if state.options.log {
-                eprintln!(
-                    "verbatim: {path} 200 {note} in {:.2} s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            response
-        }
-        Err(e) => {
-            if state.options.log {
-                eprintln!("verbatim: {path} {} {}", e.status.as_u16(), e.message);
-            }
-            e.into_response()
-        }
-    };
-    state.served.fetch_add(1, Ordering::Relaxed);
-    response
-}
-
-async fn handle_audio(
-    state: &Arc<AppState>,
-    req: Request,
-    task: Task,
-) -> Result<(Response, String), ApiError> {
-    check_auth(state, req.headers())?;
-    let too_large = |what: String| {
-        ApiError::bad_request(
-            Some("file"),
-            format!(
-                "{what}; the limit is {} MB (--max-upload-mb).",
-                state.options.max_upload_bytes as f64 / 1e6
-            ),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        .with_code("file_too_large")
-    };
-    // A declared length over the limit is refused before a byte of the body is read (a
-    // client sending `Expect: 100-continue` never uploads it).
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > state.options.max_upload_bytes.saturating_add(1 << 20) {
-            return Err(too_large(format!(
-                "The request body is {:.1} MB",
-                len as f64 / 1e6
-            )));
-        }
-    }
-
-    let Some(admission) = state.admit() else {
-        // Read (and drop) the upload so the client sees the answer instead of a reset
-        // connection; nothing is kept in memory.
-        drain(req.into_body(), state.options.max_upload_bytes).await;
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!(
-                "The server is busy ({} transcriptions running, {} waiting); retry later.",
-                state.active(),
-                state.queued()
-            ),
-            kind: "server_error",
-            param: None,
-            code: Some("server_busy"),
-            retry_after: Some(state.retry_after()),
-        });
-    };
-
-    let request = read_request(state, req, &too_large).await?;
-    let note = format!(
-        "{} ({})",
-        request.file_name,
-        crate::models::download::human_bytes(request.data.len() as u64)
-    );
-
-    // Wait for a slot. Dropping this future (client gone) leaves the queue.
-    let permit = state
-        .slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("the server is shutting down"))?;
-
-    let cancel = Arc::new(AtomicBool::new(false));
-    let mut cancel_on_drop = CancelOnDrop {
-        cancel: cancel.clone(),
-        done: false,
-        log: state.options.log.then(|| note.clone()),
-    };
-    let job_state = state.clone();
-    let job_cancel = cancel.clone();
-    let job_note = note.clone();
-    state.active.fetch_add(1, Ordering::SeqCst);
-    let running = Running(state.active.clone());
-    let handle = tokio::task::spawn_blocking(move || {
-        // Owned by the job: the slot and the place are given back when whisper has stopped,
-        // not when the client goes, so the concurrency limit holds.
-        let _permit = permit;
-        let _admission = admission;
-        let _running = running;
-        let t0 = Instant::now();
-        let result = run_job(&job_state, request, task, &job_cancel);
-        if job_state.options.log && matches!(&result, Err(e) if e.status.as_u16() == 499) {
-            eprintln!(
-                "verbatim: {job_note}: cancelled; whisper stopped after {:.2} s",
-                t0.elapsed().as_secs_f64()
-            );
-        }
-        let ms = t0.elapsed().as_millis() as u64;
-        let old = job_state.mean_job_ms.load(Ordering::Relaxed);
-        job_state
-            .mean_job_ms
-            .store((old * 3 + ms) / 4, Ordering::Relaxed);
-        result
-    });
-    let result = handle.await;
-    cancel_on_drop.done = true;
-    let result =
-        result.map_err(|e| ApiError::internal(format!("the transcription job failed: {e}")))?;
-    result.map(|(response, detail)| (response, format!("{note} {detail}")))
-}
-
-/// Reads and discards a body, up to `limit` bytes.
-async fn drain(body: Body, limit: u64) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut seen = 0u64;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            seen += data.len() as u64;
-            if seen > limit.saturating_add(1 << 20) {
-                break;
-            }
-        }
-    }
-}
-
-async fn read_request(
-    state: &AppState,
-    req: Request,
-    too_large: &impl Fn(String) -> ApiError,
-) -> Result<AudioRequest, ApiError> {
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Err(ApiError::bad_request(
-            None,
-            "The request must be multipart/form-data with the audio in a `file` field.",
-        ));
-    }
-    let mut multipart = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| ApiError::bad_request(None, format!("Invalid multipart body: {e}")))?;
-    let multipart_error = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large("The upload is too large".into())
-        } else {
-            ApiError::bad_request(None, format!("Invalid multipart body: {}", e.body_text()))
-        }
-    };
-    let mut file: Option<(String, Vec<u8>)> = None;
-    let mut language = None;
-    let mut prompt = None;
-    let mut format = None;
-    let mut temperature = None;
-    let mut granularities: Vec<String> = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or("").to_string();
-        if name == "file" {
-            let file_name = field.file_name().unwrap_or("upload").to_string();
-            let mut data = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                if (data.len() + chunk.len()) as u64 > state.options.max_upload_bytes {
-                    // Read the rest (bounded by the body limit) so the client gets the answer
-                    // instead of a reset connection.
-                    drop(data);
-                    while let Ok(Some(_)) = field.chunk().await {}
-                    drop(field);
-                    while let Ok(Some(mut f)) = multipart.next_field().await {
-                        while let Ok(Some(_)) = f.chunk().await {}
-                    }
-                    return Err(too_large(format!("The file {file_name} is too large")));
-                }
-                data.extend_from_slice(&chunk);
-            }
-            file = Some((file_name, data));
-            continue;
-        }
-        let value = field.text().await.map_err(multipart_error)?;
-        match name.as_str() {
-            "language" => language = Some(value),
-            "prompt" => prompt = Some(value),
-            "response_format" => format = Some(value),
-            "temperature" => temperature = Some(value),
-            "timestamp_granularities[]" | "timestamp_granularities" => {
-                granularities.extend(value.split(',').map(|s| s.trim().to_string()))
-            }
-            // `model` is accepted and ignored: the loaded model answers. Fields OpenAI added
-            // for other models (stream, include[], chunking_strategy) are ignored too.
-            _ => {}
-        }
-    }
-
-    let Some((file_name, data)) = file else {
-        return Err(ApiError::bad_request(
-            Some("file"),
-            "Missing required parameter: 'file'.",
-        ));
-    };
-    if data.is_empty() {
-        return Err(ApiError::bad_request(
-            Some("file"),
-            format!("The audio file {file_name} is empty."),
-        ));
-    }
-    let format = match format.as_deref().map(str::trim) {
-        None | Some("") => ResponseFormat::Json,
-        Some(f) => ResponseFormat::parse(f).ok_or_else(|| {
-            ApiError::bad_request(
-                Some("response_format"),
-                format!(
-                    "Invalid response_format '{f}': expected json, text, srt, verbose_json or vtt."
-                ),
-            )
-        })?,
-    };
-    let temperature = match temperature.as_deref().map(str::trim) {
-        None | Some("") => 0.0,
-        Some(t) => match t.parse::<f32>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => v,
-            _ => {
-                return Err(ApiError::bad_request(
-                    Some("temperature"),
-                    format!("Invalid temperature '{t}': expected a number from 0 to 1."),
-                ))
-            }
-        },
-    };
-    let language = match language.as_deref().map(|l| l.trim().to_ascii_lowercase()) {
-        None => None,
-        Some(l) if l.is_empty() || l == "auto" => None,
-        Some(l) => {
-            if engine::language_id(&l).is_none() {
-                return Err(ApiError::bad_request(
-                    Some("language"),
-                    format!("Unknown language '{l}': use an ISO-639-1 code such as en, de, fr."),
-                ));
-            }
-            Some(l)
-        }
-    };
-    let mut words = false;
-    let mut segments = granularities.is_empty();
-    for g in granularities.iter().filter(|g| !g.is_empty()) {
-        match g.as_str() {
-            "word" => words = true,
-            "segment" => segments = true,
-            other => {
-                return Err(ApiError::bad_request(
-                    Some("timestamp_granularities"),
-                    format!("Invalid timestamp granularity '{other}': expected word or segment."),
-                ))
-            }
-        }
-    }
-    if !words && !segments {
-        segments = true;
-    }
-    Ok(AudioRequest {
-        file_name,
-        data,
-        language,
-        prompt: prompt.filter(|p| !p.trim().is_empty()),
-        format,
-        temperature,
-        words,
-        segments,
-    })
-}
-
-/// Decodes and transcribes one request on a blocking thread.
-fn run_job(
-    state: &AppState,
-    request: AudioRequest,
-    task: Task,
-    cancel: &AtomicBool,
-) -> Result<(Response, String), ApiError> {
-    let AudioRequest {
-        file_name,
-        data,
-        language,
-        prompt,
-        format,
-        temperature,
-        words,
-        segments,
-    } = request;
-    if cancel.load(Ordering::SeqCst) {
-        return Err(cancelled());
-    }
-    let progress = Arc::new(std::sync::atomic::AtomicU32::new(u32::MAX));
-    let id = state.next_job.fetch_add(1, Ordering::Relaxed);
-    state
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(JobInfo {
-            id,
-            file: file_name.clone(),
-            audio_seconds: 0.0,
-            started: Instant::now(),
-            progress: progress.clone(),
-        });
-    let _listed = Listed { state, id };
-    let source = InputSource::Bytes {
-        name: file_name.clone(),
-        data,
-    };
-    let prepared = audio::load(&source, false).map_err(|e| {
-        ApiError::bad_request(
-            Some("file"),
-            format!("Invalid file format: {e}. Send audio or video such as flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav or webm."),
-        )
-        .with_code("invalid_file_format")
-    })?;
-    drop(source);
-    let duration = prepared.duration();
-    if let Some(max) = state.options.max_audio_seconds {
-        if duration > max {
-            return Err(ApiError::bad_request(
-                Some("file"),
-                format!(
-                    "The audio is {duration:.1} s long; this server accepts at most {max:.0} s (--max-audio-seconds)."
-                ),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-            .with_code("audio_too_long"));
-        }
-    }
-    if let Some(job) = state
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter_mut()
-        .find(|j| j.id == id)
-    {
-        job.audio_seconds = duration;
-    }
-    // Decoding a long upload takes a while; the client may have gone meanwhile.
-    if cancel.load(Ordering::SeqCst) {
-        return Err(cancelled());
-    }
-    let Some(samples) = prepared.streams.first() else {
-        return Err(ApiError::bad_request(
-            Some("file"),
-            "The file has no audio stream.",
-        ));
-    };
-    let options = TranscribeOptions {
-        language,
-        translate: task == Task::Translate,
-        temperature,
-        initial_prompt: prompt,
-        word_timestamps: words || format.is_subtitle(),
-        ..state.options.transcribe.clone()
-    };
-    let mut on_progress = |fraction: f32| progress.store(fraction.to_bits(), Ordering::Relaxed);
-    let mut hooks = Hooks {
-        cancel: Some(cancel),
-        on_progress: Some(&mut on_progress),
-        ..Hooks::default()
-    };
-    let t0 = Instant::now();
-    let transcript = state
-        .engine
-        .transcribe(
-            &PathBuf::from(&file_name),
-            samples,
-            None,
-            &options,
-            &mut hooks,
-        )
-        .map_err(|e| match e {
-            Error::Cancelled => cancelled(),
-            Error::Input { .. } => ApiError::bad_request(Some("file"), e.to_string()),
-            other => ApiError::internal(other.to_string()),
-        })?;
-    let meta = JsonMeta::for_run(
-        &state.engine,
-        file_name,
-        &options,
-        state.options.subtitle_rules.clone(),
-    );
-    let response = openai::render(&openai::RenderInput {
-        transcript: &transcript,
-        engine: &state.engine,
-        format,
-        task,
-        words,
-        segments,
-        temperature,
-        meta: &meta,
-    });
-    Ok((
-        response,
-        format!(
-            "{duration:.1} s audio, {:.2} s whisper",
-            t0.elapsed().as_secs_f64()
-        ),
-    ))
-}
-
-fn cancelled() -> ApiError {
-    // The client is gone; nobody reads this. 499 is nginx's "client closed request".
-    ApiError::internal("the client closed the request")
-        .with_status(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,13 +183,5 @@ mod tests {
         assert_eq!(threads_per_job(2, 2), 1);
         assert_eq!(threads_per_job(16, 4), 4);
         assert_eq!(threads_per_job(1, 2), 1);
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-        assert!(!same_secret(b"", b"a"));
     }
 }

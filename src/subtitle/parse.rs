@@ -88,4 +88,3 @@ pub fn parse_subtitles(text: &str) -> Result<Vec<Cue>, String> {
     }
     Ok(cues)
 }
-

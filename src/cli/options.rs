@@ -1,0 +1,374 @@
+//! The options of every command that runs whisper, each declared once, with one meaning, one
+//! help heading and one default: the models ([`ModelArgs`]), voice activity detection
+//! ([`VadArgs`], [`VadTuningArgs`]) and decoding ([`DecodeArgs`] and the groups below it); the
+//! compute device is `super::device::DeviceArgs`. Commands flatten the groups they can honour
+//! and declare nothing they would ignore:
+//!
+//! | group | transcribe | subtitle | listen | serve |
+//! | --- | --- | --- | --- | --- |
+//! | [`ModelArgs`]: `--model`, `--vad-model`, `--offline` | x | x | x | x |
+//! | [`VadArgs`]: `--no-vad` | x | x | | x |
+//! | [`VadTuningArgs`]: `--vad-threshold` | x | x | x | x |
+//! | [`DecodeArgs`]: `--threads`, `--beam-size`, `--no-guard` | x | x | x | x |
+//! | [`LanguageArgs`]: `--language`, `--prompt` | x | x | x | |
+//! | [`SamplingArgs`]: `--best-of`, `--temperature-increment`, `--no-fallback` | x | x | | x |
+//! | [`FileDecodeArgs`]: `--translate`, `--temperature`, and the three above | x | x | | |
+//!
+//! `listen` cannot do without the VAD (it finds utterances with it), never retries a step at a
+//! higher temperature (a bad step is followed by another half a second later; retries stall the
+//! live text) and has been measured only transcribing; `serve` takes language, prompt,
+//! temperature and translation from each request, as OpenAI's API does.
+//!
+//! Values are checked as clap parses them (the value parsers here), so a bad value from the
+//! command line, the environment or the config file is the same usage error in every command;
+//! the groups are turned into the library's option types only here.
+
+use clap::Args;
+
+use verbatim::engine::{self, TranscribeOptions, VadOptions};
+use verbatim::listen::dictation::DictationOptions;
+
+use super::fetch::Vad;
+
+const MODEL: &str = "Model";
+const VAD: &str = "Voice activity detection";
+const DECODING: &str = "Decoding";
+
+/// whisper.cpp decodes with at most this many decoders (its `WHISPER_MAX_DECODERS`): the limit
+/// of `--beam-size` and `--best-of`.
+const MAX_DECODERS: usize = 8;
+
+/// The Whisper model, the VAD model and whether models may be downloaded.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Whisper model: a registry name (tiny.en, base, large-v3-turbo-q5_0...), an imported
+    /// model's name, or a ggml file. Registry models are downloaded and verified on first use.
+    #[arg(
+        short,
+        long,
+        env = "VERBATIM_MODEL",
+        value_name = "NAME|PATH",
+        default_value = verbatim::models::DEFAULT_MODEL,
+        help_heading = MODEL
+    )]
+    pub model: String,
+
+    /// Silero VAD model, a registry name or a ggml file [default: a Silero model next to the
+    /// Whisper model, else silero-v6.2.0 from the store, downloaded on first use].
+    #[arg(
+        long,
+        env = "VERBATIM_VAD_MODEL",
+        value_name = "NAME|PATH",
+        help_heading = MODEL
+    )]
+    pub vad_model: Option<String>,
+
+    /// Never touch the network: fail with instructions when a model is not installed
+    /// (also VERBATIM_OFFLINE=1).
+    #[arg(long, help_heading = MODEL)]
+    pub offline: bool,
+}
+
+impl ModelArgs {
+    /// `--offline` or `VERBATIM_OFFLINE=1`.
+    pub fn offline(&self) -> bool {
+        self.offline || verbatim::models::offline_from_env()
+    }
+}
+
+/// `--no-vad` and the VAD's tuning (every command that can run without the VAD).
+#[derive(Debug, Clone, Args)]
+pub struct VadArgs {
+    /// Disable voice activity detection (transcribe silence and noise too).
+    #[arg(long, help_heading = VAD)]
+    pub no_vad: bool,
+
+    #[command(flatten)]
+    pub tuning: VadTuningArgs,
+}
+
+/// The VAD's tuning.
+#[derive(Debug, Clone, Args)]
+pub struct VadTuningArgs {
+    /// Speech probability threshold for VAD (0-1).
+    #[arg(
+        long,
+        default_value_t = VadOptions::default().threshold,
+        value_name = "P",
+        value_parser = parse_probability,
+        help_heading = VAD
+    )]
+    pub vad_threshold: f32,
+}
+
+impl VadTuningArgs {
+    /// The library's VAD options.
+    pub fn options(&self) -> VadOptions {
+        VadOptions {
+            // Silero's probabilities never quite reach 0 or 1.
+            threshold: self.vad_threshold.clamp(0.01, 0.99),
+            ..VadOptions::default()
+        }
+    }
+}
+
+/// Threads, beam and the hallucination guard (every command).
+#[derive(Debug, Clone, Args)]
+pub struct DecodeArgs {
+    /// CPU threads per transcription [default: the cores, shared out among the transcriptions
+    /// that run at once (subtitle --jobs, serve --concurrency)].
+    #[arg(short, long, value_name = "N", value_parser = parse_count, help_heading = DECODING)]
+    pub threads: Option<usize>,
+
+    /// Beam size of beam-search decoding, 1 to 8; 1 decodes greedily (faster, less accurate)
+    /// [default: 5; listen: 1, as each re-transcription must keep pace with the speech].
+    #[arg(long, value_name = "N", value_parser = parse_decoders, help_heading = DECODING)]
+    pub beam_size: Option<usize>,
+
+    /// Keep whisper's output even where the hallucination guard would drop or cut it.
+    #[arg(long, help_heading = DECODING)]
+    pub no_guard: bool,
+}
+
+impl DecodeArgs {
+    /// Threads per transcription when `concurrent` transcriptions share the cores.
+    pub fn threads_for(&self, concurrent: usize) -> usize {
+        self.threads
+            .unwrap_or_else(|| (engine::default_threads() / concurrent.max(1)).max(1))
+    }
+
+    /// Sets threads, beam size (the base's default unless given) and the guard.
+    fn apply(&self, options: &mut TranscribeOptions, concurrent: usize) {
+        options.threads = self.threads_for(concurrent);
+        if let Some(beam) = self.beam_size {
+            options.beam_size = beam;
+        }
+        options.hallucination_guard = !self.no_guard;
+    }
+}
+
+/// What is spoken: the language and the prompt (every command but `serve`, whose requests
+/// carry them).
+#[derive(Debug, Clone, Args)]
+pub struct LanguageArgs {
+    /// Spoken language: `auto` to detect it, or a code such as en, de, fr, ja (English-only
+    /// .en models always read English).
+    #[arg(
+        short,
+        long,
+        default_value = "auto",
+        value_name = "LANG",
+        value_parser = parse_language,
+        help_heading = DECODING
+    )]
+    pub language: String,
+
+    /// Text that primes the decoder: names, jargon, spelling, punctuation style.
+    #[arg(long, value_name = "TEXT", help_heading = DECODING)]
+    pub prompt: Option<String>,
+}
+
+impl LanguageArgs {
+    /// The language code, `None` for `auto`.
+    pub fn code(&self) -> Option<&str> {
+        (self.language != "auto").then_some(self.language.as_str())
+    }
+
+    fn apply(&self, options: &mut TranscribeOptions) {
+        options.language = self.code().map(str::to_string);
+        options.initial_prompt = self.prompt.clone().filter(|p| !p.trim().is_empty());
+    }
+}
+
+/// Best-of and the temperature fallback (every command but `listen`, which never retries).
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Candidates compared when sampling with temperature > 0, 1 to 8.
+    #[arg(
+        long,
+        default_value_t = TranscribeOptions::default().best_of,
+        value_name = "N",
+        value_parser = parse_decoders,
+        help_heading = DECODING
+    )]
+    pub best_of: usize,
+
+    /// Temperature step, 0 to 1, used to retry a window whose decode looks wrong (repetitive
+    /// or improbable).
+    #[arg(
+        long,
+        default_value_t = TranscribeOptions::default().temperature_increment,
+        value_name = "T",
+        value_parser = parse_temperature,
+        help_heading = DECODING
+    )]
+    pub temperature_increment: f32,
+
+    /// Never retry at a higher temperature.
+    #[arg(long, help_heading = DECODING)]
+    pub no_fallback: bool,
+}
+
+impl SamplingArgs {
+    fn apply(&self, options: &mut TranscribeOptions) {
+        options.best_of = self.best_of;
+        options.temperature_increment = if self.no_fallback {
+            0.0
+        } else {
+            self.temperature_increment
+        };
+    }
+}
+
+/// Every decoding option: the commands that transcribe files (`transcribe`, `subtitle`).
+#[derive(Debug, Clone, Args)]
+pub struct FileDecodeArgs {
+    #[command(flatten)]
+    pub language: LanguageArgs,
+
+    /// Translate the speech to English.
+    #[arg(long, help_heading = DECODING)]
+    pub translate: bool,
+
+    /// Initial sampling temperature, 0 to 1 (0 is deterministic).
+    #[arg(
+        long,
+        default_value_t = TranscribeOptions::default().temperature,
+        value_name = "T",
+        value_parser = parse_temperature,
+        help_heading = DECODING
+    )]
+    pub temperature: f32,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+impl FileDecodeArgs {
+    /// The library's options for a file, with `concurrent` transcriptions sharing the cores.
+    pub fn transcribe_options(&self, vad: &VadArgs, concurrent: usize) -> TranscribeOptions {
+        let mut options = TranscribeOptions {
+            translate: self.translate,
+            temperature: self.temperature,
+            ..TranscribeOptions::default()
+        };
+        self.language.apply(&mut options);
+        self.sampling.apply(&mut options);
+        self.decode.apply(&mut options, concurrent);
+        vad.apply(&mut options);
+        options
+    }
+}
+
+impl VadArgs {
+    /// Whether the engine loads the VAD model.
+    pub fn engine_vad(&self) -> Vad {
+        if self.no_vad {
+            Vad::Off
+        } else {
+            Vad::On
+        }
+    }
+
+    fn apply(&self, options: &mut TranscribeOptions) {
+        options.vad = !self.no_vad;
+        options.vad_options = self.tuning.options();
+    }
+}
+
+/// The base options of `serve`'s requests (each request sets language, prompt, temperature
+/// and translation), with `concurrent` requests sharing the cores.
+pub fn server_options(
+    sampling: &SamplingArgs,
+    decode: &DecodeArgs,
+    vad: &VadArgs,
+    concurrent: usize,
+) -> TranscribeOptions {
+    let mut options = TranscribeOptions::default();
+    sampling.apply(&mut options);
+    decode.apply(&mut options, concurrent);
+    vad.apply(&mut options);
+    options
+}
+
+/// `listen`'s options applied to the dictation's defaults (greedy steps, no fallback...).
+pub fn dictation_options(
+    language: &LanguageArgs,
+    decode: &DecodeArgs,
+    vad: &VadTuningArgs,
+) -> DictationOptions {
+    let mut options = DictationOptions::default();
+    language.apply(&mut options.transcribe);
+    decode.apply(&mut options.transcribe, 1);
+    options.vad = vad.options();
+    options
+}
+
+/// `--language`: `auto` or a code whisper knows, lower-cased.
+fn parse_language(s: &str) -> Result<String, String> {
+    let code = s.trim().to_ascii_lowercase();
+    if code == "auto" || engine::language_id(&code).is_some() {
+        Ok(code)
+    } else {
+        Err("unknown language code (use auto or a code such as en, de, fr, ja)".into())
+    }
+}
+
+/// A count that must be positive: `--threads`, and `subtitle --jobs`, `serve --concurrency`.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number, at least 1".into()),
+    }
+}
+
+/// `--beam-size`, `--best-of`: 1 to whisper.cpp's decoder limit.
+fn parse_decoders(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_DECODERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number from 1 to {MAX_DECODERS} (whisper.cpp's limit)"
+        )),
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_unit(s: &str, what: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a {what} from 0 to 1")),
+    }
+}
+
+/// `--vad-threshold`.
+fn parse_probability(s: &str) -> Result<f32, String> {
+    parse_unit(s, "probability")
+}
+
+/// `--temperature`, `--temperature-increment`.
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    parse_unit(s, "temperature")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_once_here() {
+        assert_eq!(parse_language(" DE ").unwrap(), "de");
+        assert_eq!(parse_language("auto").unwrap(), "auto");
+        assert!(parse_language("xx").is_err());
+        assert!(parse_count("0").is_err());
+        assert_eq!(parse_count("3").unwrap(), 3);
+        assert!(parse_decoders("9").is_err());
+        assert_eq!(parse_decoders("8").unwrap(), 8);
+        assert!(parse_temperature("1.5").is_err());
+        assert!(parse_temperature("NaN").is_err());
+        assert!(parse_probability("-0.1").is_err());
+        assert_eq!(parse_probability("0.3").unwrap(), 0.3);
+    }
+}
