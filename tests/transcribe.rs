@@ -221,9 +221,16 @@ fn stdin_takes_the_file_pipeline_and_leaves_nothing_behind() {
         .arg("-")
         .stdin(std::fs::File::open(audio("jfk_441khz.m4a")).unwrap()));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(wer(&reference("jfk.flac"), &stdout(&out)) <= 0.05, "{}", stdout(&out));
+    assert!(
+        wer(&reference("jfk.flac"), &stdout(&out)) <= 0.05,
+        "{}",
+        stdout(&out)
+    );
     let doc = json_of(&dir.path().join("stdin.json"));
-    assert!((doc["duration"].as_f64().unwrap() - 11.0).abs() < 0.2, "{doc}");
+    assert!(
+        (doc["duration"].as_f64().unwrap() - 11.0).abs() < 0.2,
+        "{doc}"
+    );
     assert_eq!(files_in(tmp.path()), Vec::<String>::new());
 
     let out = run(transcribe()
