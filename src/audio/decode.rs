@@ -579,28 +579,59 @@ fn decode_symphonia_unguarded(
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
     let mut interleaved: Option<SampleBuffer<f32>> = None;
+    // A PCM packet shorter than its duration says is only right as the file's last one
+    // (the data ends mid-packet): it waits here and is decoded once the stream has ended.
+    let mut short_tail: Option<symphonia::core::formats::Packet> = None;
+    let mut ended = false;
     loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break
+        let packet = if ended {
+            match short_tail.take() {
+                Some(p) => p,
+                None => break,
             }
-            Err(SymphoniaError::ResetRequired) => break,
-            Err(SymphoniaError::IoError(e)) => {
-                if good_packets > 0 {
-                    break; // truncated tail: keep what decoded
+        } else {
+            match format.next_packet() {
+                Ok(p) => p,
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    ended = true;
+                    continue;
                 }
-                return Err(SymphoniaFailure::Corrupt(e.to_string()));
-            }
-            Err(e) => {
-                if good_packets > 0 {
-                    break;
+                Err(SymphoniaError::ResetRequired) => {
+                    ended = true;
+                    continue;
                 }
-                return Err(SymphoniaFailure::Corrupt(e.to_string()));
+                Err(e) => {
+                    if good_packets > 0 {
+                        ended = true; // truncated tail: keep what decoded
+                        continue;
+                    }
+                    return Err(SymphoniaFailure::Corrupt(e.to_string()));
+                }
             }
         };
         if packet.track_id() != track_id {
             continue;
+        }
+        if let (false, Some(frame)) = (ended, pcm_frame_bytes(&params)) {
+            // symphonia's WAV reader cuts packets by the header's block size and its PCM
+            // decoder reads by channel count and sample width; when the two disagree (a
+            // crafted header) it decodes noise, so stop here.
+            let len = packet.data.len() as u64;
+            let full = packet.dur.saturating_mul(frame);
+            if short_tail.is_some() || (len != full && (len > full || len % frame != 0)) {
+                return Err(SymphoniaFailure::Corrupt(format!(
+                    "inconsistent header: {} bytes per frame for {} channels of {}-byte samples",
+                    len / packet.dur.max(1),
+                    params.channels.map_or(0, |c| c.count()),
+                    frame / params.channels.map_or(1, |c| c.count().max(1) as u64),
+                )));
+            }
+            if len < full {
+                short_tail = Some(packet);
+                continue;
+            }
         }
         let decoded = match decoder.decode(&packet) {
             Ok(d) => d,
@@ -652,6 +683,24 @@ fn decode_symphonia_unguarded(
         codec: codec_name(params.codec),
         warnings,
     })
+}
+
+/// Bytes per interleaved frame for the PCM codecs symphonia decodes (channels x the codec's
+/// sample width), `None` for compressed codecs.
+fn pcm_frame_bytes(params: &symphonia::core::codecs::CodecParameters) -> Option<u64> {
+    use symphonia::core::codecs::*;
+    let width = match params.codec {
+        CODEC_TYPE_PCM_S8 | CODEC_TYPE_PCM_U8 | CODEC_TYPE_PCM_ALAW | CODEC_TYPE_PCM_MULAW => 1,
+        CODEC_TYPE_PCM_S16LE | CODEC_TYPE_PCM_S16BE | CODEC_TYPE_PCM_U16LE
+        | CODEC_TYPE_PCM_U16BE => 2,
+        CODEC_TYPE_PCM_S24LE | CODEC_TYPE_PCM_S24BE | CODEC_TYPE_PCM_U24LE
+        | CODEC_TYPE_PCM_U24BE => 3,
+        CODEC_TYPE_PCM_S32LE | CODEC_TYPE_PCM_S32BE | CODEC_TYPE_PCM_U32LE
+        | CODEC_TYPE_PCM_U32BE | CODEC_TYPE_PCM_F32LE | CODEC_TYPE_PCM_F32BE => 4,
+        CODEC_TYPE_PCM_F64LE | CODEC_TYPE_PCM_F64BE => 8,
+        _ => return None,
+    };
+    Some(width * params.channels?.count() as u64)
 }
 
 /// The ffmpeg binary to fall back on: `$VERBATIM_FFMPEG` if set (empty disables the fallback),
