@@ -2,8 +2,15 @@
 
 use std::path::PathBuf;
 
+/// The error underneath one of ours (an [`std::io::Error`], whisper.cpp's error, ...).
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong while transcribing. New kinds may be added: match with a
 /// wildcard arm.
+///
+/// The message is one line meant for people and already includes the cause's text;
+/// [`std::error::Error::source`] gives the cause itself (for example the
+/// [`std::io::Error`] and its kind) to programs that need to tell cases apart.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -14,6 +21,9 @@ pub enum Error {
         path: PathBuf,
         /// One-line reason.
         reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Source>,
     },
     /// A model file is missing or is not a usable Whisper/VAD model.
     #[error("{reason}: {}", path.display())]
@@ -22,6 +32,9 @@ pub enum Error {
         path: PathBuf,
         /// One-line reason.
         reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Source>,
     },
     /// whisper.cpp failed while transcribing.
     #[error("{}: transcription failed: {reason}", path.display())]
@@ -30,6 +43,9 @@ pub enum Error {
         path: PathBuf,
         /// One-line reason.
         reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Source>,
     },
     /// An output file could not be written.
     #[error("{}: cannot write output: {reason}", path.display())]
@@ -38,6 +54,9 @@ pub enum Error {
         path: PathBuf,
         /// One-line reason.
         reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Source>,
     },
     /// A model could not be fetched, verified or managed (the message names model and file).
     #[error("{0}")]
@@ -63,6 +82,32 @@ impl Error {
         Error::Input {
             path: path.into(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Input`] that keeps the error that caused it.
+    pub fn input_from(
+        path: impl Into<PathBuf>,
+        reason: impl Into<String>,
+        source: impl Into<Source>,
+    ) -> Self {
+        Error::Input {
+            path: path.into(),
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// An [`Error::Output`] for `path`, keeping the cause (its text is the reason).
+    pub fn output(
+        path: impl Into<PathBuf>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Output {
+            path: path.into(),
+            reason: cause.to_string(),
+            source: Some(Box::new(cause)),
         }
     }
 }

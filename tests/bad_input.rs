@@ -738,3 +738,23 @@ fn mutated_wav_headers_never_panic() {
     }
     eprintln!("mutated headers: {decoded_ok} decoded, {errors} rejected");
 }
+
+/// The library's errors keep their cause: a program can tell a missing file from a
+/// permission problem by the `std::io::Error` underneath, not by parsing the message.
+#[test]
+fn errors_keep_their_source() {
+    use std::error::Error as _;
+    let dir = tempdir();
+    let missing = dir.path().join("gone.flac");
+    let err = audio::decode::decode_path(&missing, false).unwrap_err();
+    assert!(
+        matches!(err, verbatim::Error::Input { .. }),
+        "not an input error: {err}"
+    );
+    let io = err
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .unwrap_or_else(|| panic!("no io::Error under `{err}`"));
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("gone.flac"), "{err}");
+}

@@ -128,26 +128,28 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
 /// through a pipe. Errors found before the first block (missing file, unknown format) are
 /// returned as for [`decode_path`]; the caller validates the samples it receives.
 pub fn stream_path(path: &Path, keep_channels: bool, sink: &mut dyn PcmSink) -> Result<DecodeInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
     if meta.is_dir() {
         return Err(Error::input(path, "is a directory, not an audio file"));
     }
     if meta.len() == 0 {
         return Err(Error::input(path, "empty file (0 bytes)"));
     }
-    let mut file = std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
     let mut head = [0u8; 12];
-    let n = read_up_to(&mut file, &mut head).map_err(|e| Error::input(path, io_reason(&e)))?;
+    let n =
+        read_up_to(&mut file, &mut head).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
     file.rewind()
-        .map_err(|e| Error::input(path, io_reason(&e)))?;
+        .map_err(|e| Error::input_from(path, io_reason(&e), e))?;
     if is_wav(&head[..n]) {
         decode_wav_with_fallbacks(
             path,
             std::io::BufReader::new(file),
             meta.len(),
             || {
-                let file =
-                    std::fs::File::open(path).map_err(|e| Error::input(path, io_reason(&e)))?;
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Error::input_from(path, io_reason(&e), e))?;
                 Ok(Box::new(file))
             },
             |failure, sink| ffmpeg_fallback(path, path, failure, keep_channels, sink),

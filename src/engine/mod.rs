@@ -228,6 +228,7 @@ fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
     let model_err = |reason: String| Error::Model {
         path: path.to_path_buf(),
         reason,
+        source: None,
     };
     let meta = std::fs::metadata(path).map_err(|e| {
         model_err(match e.kind() {
@@ -261,10 +262,12 @@ impl Engine {
         let path_str = model.to_str().ok_or_else(|| Error::Model {
             path: model.to_path_buf(),
             reason: "model path is not valid UTF-8".into(),
+            source: None,
         })?;
-        let ctx = WhisperContext::new_with_params(path_str, params).map_err(|_| Error::Model {
+        let ctx = WhisperContext::new_with_params(path_str, params).map_err(|e| Error::Model {
             path: model.to_path_buf(),
             reason: "not a Whisper ggml model (or the file is truncated)".into(),
+            source: Some(Box::new(e)),
         })?;
         let vad = match &options.vad_model {
             Some(vad_path) => Some(Mutex::new(load_vad(vad_path)?)),
@@ -328,6 +331,7 @@ impl Engine {
             .map_err(|e| Error::Engine {
                 path: PathBuf::from("VAD"),
                 reason: format!("voice activity detection failed: {e}"),
+                source: Some(Box::new(e)),
             })?;
         let cs_to_samples =
             |cs: f32| ((cs.max(0.0) as f64) * SAMPLES_PER_SECOND as f64 / 100.0) as usize;
@@ -353,6 +357,7 @@ impl Engine {
         let engine_err = |reason: String| Error::Engine {
             path: source.to_path_buf(),
             reason,
+            source: None,
         };
         let sr = SAMPLES_PER_SECOND as f64;
         let offset = ((opts.offset.max(0.0) * sr) as usize).min(audio.len());
@@ -586,12 +591,14 @@ impl Engine {
         let mut state = self.ctx.create_state().map_err(|e| Error::Engine {
             path: source.to_path_buf(),
             reason: format!("cannot create whisper state: {e}"),
+            source: Some(Box::new(e)),
         })?;
         detect_on(&mut state, &speech, opts.threads)
             .map(|(code, _)| code)
             .map_err(|e| Error::Engine {
                 path: source.to_path_buf(),
                 reason: format!("language detection failed: {e}"),
+                source: Some(Box::new(e)),
             })
     }
 }
@@ -632,10 +639,12 @@ fn load_vad(path: &Path) -> Result<WhisperVadContext> {
     let path_str = path.to_str().ok_or_else(|| Error::Model {
         path: path.to_path_buf(),
         reason: "VAD model path is not valid UTF-8".into(),
+        source: None,
     })?;
     WhisperVadContext::new(path_str, params).map_err(|_| Error::Model {
         path: path.to_path_buf(),
         reason: "not a Silero VAD ggml model".into(),
+        source: None,
     })
 }
 

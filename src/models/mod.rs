@@ -122,6 +122,7 @@ pub fn resolve(arg: &str, registry: &Registry, store: &Path) -> Result<Resolved,
         return Err(Error::Model {
             path,
             reason: "model file not found".into(),
+            source: None,
         });
     }
     let near = registry.suggest(arg);

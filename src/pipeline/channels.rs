@@ -96,10 +96,7 @@ pub(super) fn transcribe(
             _ => &merged,
         };
         let text = format.render(transcript, &outputs.meta);
-        write_atomic(file, text.as_bytes()).map_err(|e| Error::Output {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
+        write_atomic(file, text.as_bytes()).map_err(|e| Error::output(file, e))?;
     }
     Ok(summary)
 }

@@ -121,11 +121,8 @@ pub fn checkpoint_for(first_output: &Path) -> PathBuf {
     partial_path(first_output, ".checkpoint.json")
 }
 
-fn out_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Output {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
+fn out_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::output(path, e)
 }
 
 /// The one way to transcribe an input into its outputs, for the CLI, the batch runner and

@@ -81,13 +81,23 @@ fn renamed(e: Error, tmp: &Path) -> Error {
         }
     };
     match e {
-        Error::Input { path, reason } => Error::Input {
+        Error::Input {
+            path,
+            reason,
+            source,
+        } => Error::Input {
             path: fix(path),
             reason: reason.replace(&tmp.display().to_string(), NAME),
+            source,
         },
-        Error::Engine { path, reason } => Error::Engine {
+        Error::Engine {
+            path,
+            reason,
+            source,
+        } => Error::Engine {
             path: fix(path),
             reason,
+            source,
         },
         other => other,
     }

@@ -21,6 +21,7 @@ pub(super) fn write_ggml(
     let out_err = |reason: String| Error::Output {
         path: out.to_path_buf(),
         reason,
+        source: None,
     };
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
