@@ -58,6 +58,16 @@ pub enum Error {
         #[source]
         source: Option<Source>,
     },
+    /// The input is longer than the limit the caller set ([`crate::pipeline::PipelineOptions::max_seconds`]).
+    #[error("{}: {}the limit is {max:.0} s", path.display(), seconds.map_or_else(|| "the audio runs past the limit; ".to_string(), |s| format!("the audio is {s:.1} s long; ")))]
+    TooLong {
+        /// The input.
+        path: PathBuf,
+        /// The length the header gives, when it gives one.
+        seconds: Option<f64>,
+        /// The limit in seconds.
+        max: f64,
+    },
     /// A model could not be fetched, verified or managed (the message names model and file).
     #[error("{0}")]
     Store(String),

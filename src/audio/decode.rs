@@ -622,7 +622,7 @@ fn decode_symphonia_unguarded(
             // crafted header) it decodes noise, so stop here.
             let len = packet.data.len() as u64;
             let full = packet.dur.saturating_mul(frame);
-            if short_tail.is_some() || (len != full && (len > full || len % frame != 0)) {
+            if short_tail.is_some() || (len != full && (len > full || !len.is_multiple_of(frame))) {
                 return Err(SymphoniaFailure::Corrupt(format!(
                     "inconsistent header: {} bytes per frame for {} channels of {}-byte samples",
                     len / packet.dur.max(1),

@@ -212,6 +212,7 @@ fn transcribe_and_write(
         window_seconds: options.window_seconds,
         resume: true,
         split_channels: false,
+        max_seconds: None,
     };
     let mut on_progress = |fraction: f32| observer.progress(worker, fraction);
     let mut hooks = Hooks {

@@ -373,6 +373,7 @@ fn transcribe_one(
         window_seconds: args.window,
         resume: !args.restart,
         split_channels: args.split_channels,
+        max_seconds: None,
     };
     let mut on_segment = |seg: &Segment| match &bar {
         Some(b) => b.suspend(|| print_segment(seg, stdout, input)),

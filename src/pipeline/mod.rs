@@ -17,7 +17,9 @@
 
 mod channels;
 mod checkpoint;
-mod stdin;
+mod spool;
+
+pub use spool::transcribe_reader;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, Write};
@@ -47,6 +49,10 @@ pub struct PipelineOptions {
     /// Transcribe each input channel on its own (speakers recorded on separate channels);
     /// segments carry their channel. Not resumable: the outputs are written at the end.
     pub split_channels: bool,
+    /// Refuse audio longer than this many seconds (of the selected range): checked against
+    /// the container's header before decoding, then against the samples as they are
+    /// decoded, so a lying header costs no more than the limit ([`Error::TooLong`]).
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for PipelineOptions {
@@ -56,6 +62,7 @@ impl Default for PipelineOptions {
             window_seconds: 300.0,
             resume: true,
             split_channels: false,
+            max_seconds: None,
         }
     }
 }
@@ -137,7 +144,8 @@ pub fn transcribe(
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
     if input.as_os_str() == "-" {
-        return stdin::transcribe(engine, outputs, options, hooks);
+        let stdin = &mut std::io::stdin().lock();
+        return transcribe_reader(engine, "-", stdin, outputs, options, hooks);
     }
     transcribe_path(engine, input, outputs, options, hooks, true)
 }
@@ -229,6 +237,21 @@ fn run(
             .saturating_sub(range_start)
     });
 
+    let too_long = |seconds: Option<f64>| Error::TooLong {
+        path: path.to_path_buf(),
+        seconds,
+        max: options.max_seconds.unwrap_or_default(),
+    };
+    let limit_end = options
+        .max_seconds
+        .map(|max| range_start + (max.max(0.0) * SR as f64) as u64);
+    if let (Some(max), Some(total)) = (options.max_seconds, total_hint) {
+        let seconds = total as f64 / SR as f64;
+        if seconds > max {
+            return Err(too_long(Some(seconds)));
+        }
+    }
+
     let fingerprint = checkpoint::fingerprint(path, outputs, options, engine);
     let ckpt_path = checkpoint_path(outputs).filter(|_| mode.checkpoints);
     let mut resume = match (&ckpt_path, options.resume) {
@@ -277,6 +300,9 @@ fn run(
             };
             let chunk_start = position;
             position += chunk.len() as u64;
+            if limit_end.is_some_and(|l| position.min(range_end.unwrap_or(u64::MAX)) > l) {
+                return Err(too_long(None));
+            }
             // Keep only [done_until, range_end) of the stream.
             let lo = done_until.max(chunk_start);
             let hi = range_end.map_or(position, |e| e.min(position));

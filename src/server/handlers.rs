@@ -3,7 +3,6 @@
 //! unknown URLs and methods, kept apart from admission and auth so each request's path reads
 //! top to bottom.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,9 +13,10 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::{auth, openai, ApiError, AppState, JobInfo, ResponseFormat, Task};
-use crate::audio::{self, InputSource};
 use crate::engine::{self, Hooks, TranscribeOptions};
 use crate::output::JsonMeta;
+use crate::pipeline::{self, Outputs, PipelineOptions};
+use crate::transcript::{Segment, Transcript};
 use crate::Error;
 
 /// Removes a job from the list when dropped.
@@ -77,8 +77,6 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
                 ("transcribing", f32::from_bits(bits))
             };
             serde_json::json!({
-                "file": j.file,
-                "audio_seconds": (j.audio_seconds * 10.0).round() / 10.0,
                 "running_seconds": (j.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
                 "stage": stage,
                 "progress": (progress * 1000.0).round() / 1000.0,
@@ -434,56 +432,10 @@ fn run_job(
         .unwrap_or_else(|e| e.into_inner())
         .push(JobInfo {
             id,
-            file: file_name.clone(),
-            audio_seconds: 0.0,
             started: Instant::now(),
             progress: progress.clone(),
         });
     let _listed = Listed { state, id };
-    let source = InputSource::Bytes {
-        name: file_name.clone(),
-        data,
-    };
-    let prepared = audio::load(&source, false).map_err(|e| {
-        ApiError::bad_request(
-            Some("file"),
-            format!("Invalid file format: {e}. Send audio or video such as flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav or webm."),
-        )
-        .with_code("invalid_file_format")
-    })?;
-    drop(source);
-    let duration = prepared.duration();
-    if let Some(max) = state.options.max_audio_seconds {
-        if duration > max {
-            return Err(ApiError::bad_request(
-                Some("file"),
-                format!(
-                    "The audio is {duration:.1} s long; this server accepts at most {max:.0} s (--max-audio-seconds)."
-                ),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-            .with_code("audio_too_long"));
-        }
-    }
-    if let Some(job) = state
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter_mut()
-        .find(|j| j.id == id)
-    {
-        job.audio_seconds = duration;
-    }
-    // Decoding a long upload takes a while; the client may have gone meanwhile.
-    if cancel.load(Ordering::SeqCst) {
-        return Err(cancelled());
-    }
-    let Some(samples) = prepared.streams.first() else {
-        return Err(ApiError::bad_request(
-            Some("file"),
-            "The file has no audio stream.",
-        ));
-    };
     let options = TranscribeOptions {
         language,
         translate: task == Task::Translate,
@@ -492,27 +444,62 @@ fn run_job(
         word_timestamps: words || format.is_subtitle(),
         ..state.options.transcribe.clone()
     };
+    let pipeline_options = PipelineOptions {
+        transcribe: options.clone(),
+        max_seconds: state.options.max_audio_seconds,
+        ..PipelineOptions::default()
+    };
+    let mut segments_out = Vec::new();
+    let mut on_segment = |seg: &Segment| segments_out.push(seg.clone());
     let mut on_progress = |fraction: f32| progress.store(fraction.to_bits(), Ordering::Relaxed);
     let mut hooks = Hooks {
         cancel: Some(cancel),
         on_progress: Some(&mut on_progress),
-        ..Hooks::default()
+        on_segment: Some(&mut on_segment),
+    };
+    // No output files: the segments come back through the hook and go out in the response.
+    let outputs = Outputs {
+        files: Vec::new(),
+        meta: JsonMeta::for_run(
+            &state.engine,
+            file_name.clone(),
+            &options,
+            state.options.subtitle_rules.clone(),
+        ),
+        keep_words: true,
     };
     let t0 = Instant::now();
-    let transcript = state
-        .engine
-        .transcribe(
-            &PathBuf::from(&file_name),
-            samples,
-            None,
-            &options,
-            &mut hooks,
+    let summary = pipeline::transcribe_reader(
+        &state.engine,
+        &file_name,
+        &mut data.as_slice(),
+        &outputs,
+        &pipeline_options,
+        &mut hooks,
+    )
+    .map_err(|e| match e {
+        Error::Cancelled => cancelled(),
+        Error::TooLong { .. } => ApiError::bad_request(
+            Some("file"),
+            format!("{e} (--max-audio-seconds)."),
         )
-        .map_err(|e| match e {
-            Error::Cancelled => cancelled(),
-            Error::Input { .. } => ApiError::bad_request(Some("file"), e.to_string()),
-            other => ApiError::internal(other.to_string()),
-        })?;
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_code("audio_too_long"),
+        Error::Input { .. } => ApiError::bad_request(
+            Some("file"),
+            format!("Invalid file format: {e}. Send audio or video such as flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav or webm."),
+        )
+        .with_code("invalid_file_format"),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    drop(data);
+    let duration = summary.duration;
+    let transcript = Transcript {
+        language: summary.language,
+        language_probability: summary.language_probability,
+        duration,
+        segments: segments_out,
+    };
     let meta = JsonMeta::for_run(
         &state.engine,
         file_name,

@@ -105,8 +105,6 @@ pub struct AppState {
 /// A running job as `/health` shows it.
 struct JobInfo {
     id: u64,
-    file: String,
-    audio_seconds: f64,
     started: Instant,
     /// Whisper's progress as `f32` bits; `u32::MAX` while the upload is decoded and VAD runs.
     progress: Arc<std::sync::atomic::AtomicU32>,

@@ -1,6 +1,7 @@
-//! Standard input (`-`): copied to a private temporary file in fixed-size blocks, then
-//! transcribed as a file. Memory stays bounded whatever the stream's length, the decoders
-//! may seek (MP4, some WAV), and ffmpeg can read it; the file is removed when done.
+//! Inputs that are not files (standard input, an upload held in memory): copied to a private
+//! temporary file in fixed-size blocks, then transcribed as a file. Memory stays bounded
+//! whatever the stream's length, the decoders may seek (MP4, some WAV), and ffmpeg can read
+//! it; the file is removed when done. Errors and warnings name the input, not the file.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,42 +10,41 @@ use super::{transcribe_path, Outputs, PipelineOptions, Summary};
 use crate::engine::{Engine, Hooks};
 use crate::{Error, Result};
 
-const NAME: &str = "-";
-
-pub(super) fn transcribe(
+/// Transcribes what `reader` yields, naming it `name` in errors and warnings. Never
+/// checkpointed: a rerun cannot read the same stream again.
+pub fn transcribe_reader(
     engine: &Engine,
+    name: &str,
+    reader: &mut dyn Read,
     outputs: &Outputs,
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
-    let spool = spool(&mut std::io::stdin().lock())?;
+    let spool = spool(name, reader)?;
     let options = PipelineOptions {
         resume: false,
         ..options.clone()
     };
-    // Never checkpointed: a rerun cannot read the same standard input again.
     let result = transcribe_path(engine, spool.path(), outputs, &options, hooks, false);
     let tmp = spool.path().to_path_buf();
     result
         .map(|mut summary| {
             for w in &mut summary.warnings {
-                *w = w.replace(&tmp.display().to_string(), NAME);
+                *w = w.replace(&tmp.display().to_string(), name);
             }
             summary
         })
-        .map_err(|e| renamed(e, &tmp))
+        .map_err(|e| renamed(e, &tmp, name))
 }
 
 /// Copies `reader` into a new temporary file (created exclusively, mode 0600).
-pub(super) fn spool(reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
+fn spool(name: &str, reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
     let fail = |e: std::io::Error| {
-        Error::input(
-            NAME,
-            format!("cannot buffer standard input in a temporary file: {e}"),
-        )
+        let reason = format!("cannot buffer the input in a temporary file: {e}");
+        Error::input_from(name, reason, e)
     };
     let mut file = tempfile::Builder::new()
-        .prefix("verbatim-stdin-")
+        .prefix("verbatim-input-")
         .tempfile()
         .map_err(fail)?;
     let mut block = vec![0u8; 1 << 20];
@@ -55,27 +55,25 @@ pub(super) fn spool(reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::input(
-                    NAME,
-                    format!("cannot read standard input: {e}"),
-                ))
+                let reason = format!("cannot read the input: {e}");
+                return Err(Error::input_from(name, reason, e));
             }
         };
         file.write_all(&block[..n]).map_err(fail)?;
         total += n as u64;
     }
     if total == 0 {
-        return Err(Error::input(NAME, "empty input (0 bytes)"));
+        return Err(Error::input(name, "empty input (0 bytes)"));
     }
     file.flush().map_err(fail)?;
     Ok(file)
 }
 
-/// Errors name standard input as `-`, not the temporary file behind it.
-fn renamed(e: Error, tmp: &Path) -> Error {
+/// Errors name the input, not the temporary file behind it.
+fn renamed(e: Error, tmp: &Path, name: &str) -> Error {
     let fix = |path: PathBuf| {
         if path == tmp {
-            PathBuf::from(NAME)
+            PathBuf::from(name)
         } else {
             path
         }
@@ -87,7 +85,7 @@ fn renamed(e: Error, tmp: &Path) -> Error {
             source,
         } => Error::Input {
             path: fix(path),
-            reason: reason.replace(&tmp.display().to_string(), NAME),
+            reason: reason.replace(&tmp.display().to_string(), name),
             source,
         },
         Error::Engine {
@@ -98,6 +96,11 @@ fn renamed(e: Error, tmp: &Path) -> Error {
             path: fix(path),
             reason,
             source,
+        },
+        Error::TooLong { path, seconds, max } => Error::TooLong {
+            path: fix(path),
+            seconds,
+            max,
         },
         other => other,
     }
