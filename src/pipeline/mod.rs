@@ -14,6 +14,20 @@
 //!
 //! Memory holds one window of samples (5 minutes = 19 MB) plus whisper's state; neither the
 //! whole file's samples nor its transcript are ever held.
+//!
+//! Output directories may be shared with other users (a 1777 directory) and with other runs,
+//! so nothing at an output's temporary names is trusted (docs/hardening.md, "Outputs and
+//! partial files"):
+//! - a new partial file is created exclusively (`create_new`: `O_CREAT|O_EXCL`, which never
+//!   follows a link); whatever was at the name (a stale file, a planted link) is unlinked
+//!   first, never opened, so a link's target is never written or truncated;
+//! - a partial file is resumed only if it is a regular file of ours (not a link, the same
+//!   inode once open, one link) holding exactly the bytes the checkpoint hashed; else the run
+//!   starts over and says so in a warning;
+//! - the checkpoint records the model (path, size, a hash of its ends) and every option that
+//!   changes the text, and is written by rename like the final files;
+//! - every output is locked (`NAME.EXT.lock`, `flock`ed) for the whole run: a second run on
+//!   the same outputs fails at once, naming the output, instead of interleaving its writes.
 
 mod channels;
 mod checkpoint;
@@ -22,15 +36,17 @@ mod spool;
 pub use spool::transcribe_reader;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, Write};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::audio::{AudioStream, WHISPER_SAMPLE_RATE};
 use crate::engine::{Engine, Hooks, TranscribeOptions};
 use crate::output::{Format, JsonMeta, OutputFormat, WriterState};
 use crate::{Error, Result, Segment, Transcript};
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, ModelStamp};
 
 const SR: usize = WHISPER_SAMPLE_RATE as usize;
 /// Silence before a cut after which the previous text no longer prompts the next window.
@@ -110,6 +126,12 @@ struct Sink {
     file: File,
     aside: Option<File>,
     state: WriterState,
+    /// Bytes written to the partial file and their running hash (what a checkpoint records).
+    len: u64,
+    hash: Sha256,
+    /// The same for the aside file.
+    aside_len: u64,
+    aside_hash: Sha256,
 }
 
 fn partial_path(path: &Path, suffix: &str) -> PathBuf {
@@ -158,6 +180,9 @@ fn transcribe_path(
     hooks: &mut Hooks<'_>,
     checkpoints: bool,
 ) -> Result<Summary> {
+    // Held until the outputs are in place (or the run failed): a second run on any of the
+    // same outputs fails here, before it touches a partial file or a checkpoint.
+    let _lock = OutputLock::acquire(outputs)?;
     if options.split_channels {
         return channels::transcribe(engine, path, outputs, options, hooks);
     }
@@ -252,13 +277,26 @@ fn run(
         }
     }
 
-    let fingerprint = checkpoint::fingerprint(path, outputs, options, engine);
+    let model = ModelStamp::of(&engine.model_info().path);
+    let fingerprint = checkpoint::fingerprint(path, outputs, options, &model, engine);
     let ckpt_path = checkpoint_path(outputs).filter(|_| mode.checkpoints);
-    let mut resume = match (&ckpt_path, options.resume) {
-        (Some(p), true) => Checkpoint::load(p).filter(|c| c.fingerprint == fingerprint),
+    // Notes for the caller (warnings): why a checkpoint was not resumed, links removed.
+    let mut notes: Vec<String> = Vec::new();
+    let loaded = match (&ckpt_path, options.resume) {
+        (Some(p), true) => Checkpoint::load(p).map(|c| (p, c)),
         _ => None,
     };
-    let mut sinks = open_sinks(outputs, resume.as_mut())?;
+    let resume = match loaded {
+        Some((p, c)) if c.fingerprint != fingerprint => {
+            notes.push(format!(
+                "{}: the checkpoint is from another input, model or set of options; starting over",
+                p.display()
+            ));
+            None
+        }
+        other => other.map(|(_, c)| c),
+    };
+    let (mut sinks, resume) = open_sinks(outputs, resume, &mut notes)?;
     if resume.is_none() {
         if let Some(p) = &ckpt_path {
             let _ = std::fs::remove_file(p);
@@ -392,9 +430,7 @@ fn run(
             };
             for s in &mut sinks {
                 let text = s.writer.begin(&head, &outputs.meta);
-                s.file
-                    .write_all(text.as_bytes())
-                    .map_err(|e| out_err(&s.partial_path, e))?;
+                s.put(&text)?;
             }
             started = true;
         }
@@ -411,14 +447,9 @@ fn run(
                 _ => &part,
             };
             let text = s.writer.chunk(part, &outputs.meta, &mut s.state);
-            s.file
-                .write_all(text.as_bytes())
-                .map_err(|e| out_err(&s.partial_path, e))?;
+            s.put(&text)?;
             let aside = s.writer.aside(part, &mut s.state);
-            if let Some(a) = s.aside.as_mut() {
-                a.write_all(aside.as_bytes())
-                    .map_err(|e| out_err(&s.aside_path, e))?;
-            }
+            s.put_aside(&aside)?;
         }
         buffer.drain(..cut);
         buffer_start += cut as u64;
@@ -426,6 +457,7 @@ fn run(
             if !(ended && buffer.is_empty()) {
                 let ckpt = Checkpoint {
                     fingerprint: fingerprint.clone(),
+                    model: model.clone(),
                     samples_done: buffer_start,
                     language: language.clone().unwrap_or_default(),
                     language_probability: summary.language_probability,
@@ -490,98 +522,403 @@ fn run(
         let _ = std::fs::remove_file(p);
     }
     summary.warnings = stream.warnings();
+    summary.warnings.extend(notes);
     Ok(summary)
 }
 
 impl Sink {
-    /// Flushes to disk and records the lengths a resume truncates back to.
+    /// Appends to the partial file, keeping its length and running hash.
+    fn put(&mut self, text: &str) -> Result<()> {
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(|e| out_err(&self.partial_path, e))?;
+        self.len += text.len() as u64;
+        self.hash.update(text.as_bytes());
+        Ok(())
+    }
+
+    /// Appends to the aside file (formats that have one).
+    fn put_aside(&mut self, text: &str) -> Result<()> {
+        if let Some(a) = self.aside.as_mut() {
+            a.write_all(text.as_bytes())
+                .map_err(|e| out_err(&self.aside_path, e))?;
+            self.aside_len += text.len() as u64;
+            self.aside_hash.update(text.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Flushes to disk and records the lengths and hashes a resume checks and truncates
+    /// back to.
     fn snapshot(&mut self) -> Result<checkpoint::OutputState> {
         self.file
             .sync_data()
             .map_err(|e| out_err(&self.partial_path, e))?;
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| out_err(&self.partial_path, e))?
-            .len();
-        let aside_len = match self.aside.as_mut() {
-            Some(a) => {
-                a.sync_data().map_err(|e| out_err(&self.aside_path, e))?;
-                a.metadata()
-                    .map_err(|e| out_err(&self.aside_path, e))?
-                    .len()
-            }
-            None => 0,
-        };
+        if let Some(a) = self.aside.as_mut() {
+            a.sync_data().map_err(|e| out_err(&self.aside_path, e))?;
+        }
         Ok(checkpoint::OutputState {
             format: self.format.extension().to_string(),
-            len,
-            aside_len,
+            len: self.len,
+            sha256: format!("{:x}", self.hash.clone().finalize()),
+            aside_len: self.aside_len,
+            aside_sha256: format!("{:x}", self.aside_hash.clone().finalize()),
             state: self.state.clone(),
         })
     }
 }
 
-/// Opens the partial files: truncated back to the checkpoint when resuming (a checkpoint
-/// whose files do not match is dropped: `resume` becomes `None`), else created empty.
-fn open_sinks(outputs: &Outputs, resume: Option<&mut Checkpoint>) -> Result<Vec<Sink>> {
-    let open = |path: &Path, keep: Option<u64>| -> Result<File> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| out_err(path, e))?;
+/// A partial file opened for appending, with its length and the hash of its content.
+type Opened = (File, u64, Sha256);
+
+/// Opens the partial files: those the checkpoint describes when resuming (every one checked
+/// first; if any is not what the checkpoint recorded, the checkpoint is dropped and the
+/// returned one is `None`), else new ones, created exclusively.
+fn open_sinks(
+    outputs: &Outputs,
+    resume: Option<Checkpoint>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Sink>, Option<Checkpoint>)> {
+    let mut resumed: Option<Vec<(Opened, Option<Opened>)>> = None;
+    if let Some(c) = &resume {
+        match open_checked(outputs, c, true) {
+            Ok(files) => resumed = Some(files),
+            Err(reason) => notes.push(format!(
+                "{reason}: the partial files are not those the checkpoint describes; starting over"
+            )),
         }
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(keep.is_none())
-            .open(path)
-            .map_err(|e| out_err(path, e))?;
-        if let Some(len) = keep {
-            f.set_len(len).map_err(|e| out_err(path, e))?;
-            f.seek(std::io::SeekFrom::End(0))
-                .map_err(|e| out_err(path, e))?;
-        }
-        Ok(f)
-    };
-    // A checkpoint is usable only if every partial file is at least as long as recorded.
-    let usable = resume.as_ref().is_some_and(|c| {
-        c.outputs.len() == outputs.files.len()
-            && outputs.files.iter().zip(&c.outputs).all(|((f, p), o)| {
-                o.format == f.extension()
-                    && file_len(&partial_path(p, ".partial")) >= Some(o.len)
-                    && (o.aside_len == 0
-                        || file_len(&partial_path(p, ".aside.partial")) >= Some(o.aside_len))
-            })
-    });
-    let ckpt = if usable { resume } else { None };
+    }
+    let resume = if resumed.is_some() { resume } else { None };
+    let mut resumed = resumed.map(|v| v.into_iter());
     let mut sinks = Vec::new();
     for (i, (format, final_path)) in outputs.files.iter().enumerate() {
-        let saved = ckpt.as_ref().map(|c| &c.outputs[i]);
+        let saved = resume.as_ref().map(|c| &c.outputs[i]);
         let partial = partial_path(final_path, ".partial");
         let aside_path = partial_path(final_path, ".aside.partial");
-        let writer = format.writer();
-        let file = open(&partial, saved.map(|o| o.len))?;
-        let aside = if *format == Format::Json {
-            Some(open(&aside_path, saved.map(|o| o.aside_len))?)
-        } else {
-            None
+        let fresh = |path: &Path, notes: &mut Vec<String>| -> Result<Opened> {
+            Ok((create_fresh(path, notes)?, 0, Sha256::new()))
+        };
+        let (file, aside) = match resumed.as_mut().and_then(|r| r.next()) {
+            Some((file, aside)) => (file, aside),
+            None => {
+                let file = fresh(&partial, notes)?;
+                let aside = if *format == Format::Json {
+                    Some(fresh(&aside_path, notes)?)
+                } else {
+                    None
+                };
+                (file, aside)
+            }
+        };
+        let (aside, aside_len, aside_hash) = match aside {
+            Some((f, len, hash)) => (Some(f), len, hash),
+            None => (None, 0, Sha256::new()),
         };
         sinks.push(Sink {
             format: *format,
-            writer,
+            writer: format.writer(),
             final_path: final_path.clone(),
             partial_path: partial,
             aside_path,
-            file,
+            file: file.0,
             aside,
             state: saved.map(|o| o.state.clone()).unwrap_or_default(),
+            len: file.1,
+            hash: file.2,
+            aside_len,
+            aside_hash,
         });
     }
-    Ok(sinks)
+    Ok((sinks, resume))
 }
 
-fn file_len(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.len())
+/// Checks (and with `write`, opens for appending, truncated back to the checkpoint) every
+/// partial file `ckpt` describes. The error names the first file that does not match.
+fn open_checked(
+    outputs: &Outputs,
+    ckpt: &Checkpoint,
+    write: bool,
+) -> std::result::Result<Vec<(Opened, Option<Opened>)>, String> {
+    if ckpt.outputs.len() != outputs.files.len() {
+        return Err("the checkpoint lists other outputs".into());
+    }
+    let mut files = Vec::new();
+    for ((format, path), saved) in outputs.files.iter().zip(&ckpt.outputs) {
+        if saved.format != format.extension() {
+            return Err(format!("{}: another format", path.display()));
+        }
+        let partial = partial_path(path, ".partial");
+        let file = open_resumed(&partial, saved.len, &saved.sha256, write)
+            .map_err(|why| format!("{}: {why}", partial.display()))?;
+        let aside = if *format == Format::Json {
+            let aside_path = partial_path(path, ".aside.partial");
+            Some(
+                open_resumed(&aside_path, saved.aside_len, &saved.aside_sha256, write)
+                    .map_err(|why| format!("{}: {why}", aside_path.display()))?,
+            )
+        } else {
+            None
+        };
+        files.push((file, aside));
+    }
+    Ok(files)
+}
+
+/// Opens a partial file to resume it, if it can be trusted: a regular file (never through a
+/// link), ours, with one link, at least `len` bytes long, whose first `len` bytes hash to
+/// `sha256`. With `write`, it is then truncated to `len` and positioned at its end.
+fn open_resumed(
+    path: &Path,
+    len: u64,
+    sha256: &str,
+    write: bool,
+) -> std::result::Result<Opened, String> {
+    let (mut file, meta) = match open_regular(path, write) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err("not a regular file (a link?)".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !owned_by_us(&meta) {
+        return Err("owned by another user".into());
+    }
+    #[cfg(unix)]
+    if std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err("has other hard links".into());
+    }
+    if meta.len() < len {
+        return Err(format!(
+            "{} bytes where the checkpoint recorded {len}",
+            meta.len()
+        ));
+    }
+    let mut hash = Sha256::new();
+    let read = std::io::copy(&mut (&mut file).take(len), &mut hash).map_err(|e| e.to_string())?;
+    if read != len || format!("{:x}", hash.clone().finalize()) != sha256 {
+        return Err("its content is not what the checkpoint recorded".into());
+    }
+    if write {
+        file.set_len(len).map_err(|e| e.to_string())?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((file, len, hash))
+}
+
+/// Where a rerun of this command would resume, in seconds of the file: `Some` only when a
+/// checkpoint matching this input, model, options and outputs exists and every partial file
+/// holds what it recorded (checked read-only; nothing is changed). For messages such as
+/// "resuming after ...", which should not promise a resume the run will refuse.
+pub fn resume_point(
+    engine: &Engine,
+    input: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+) -> Option<f64> {
+    if !options.resume || input.as_os_str() == "-" || options.split_channels {
+        return None;
+    }
+    let ckpt = Checkpoint::load(&checkpoint_path(outputs)?)?;
+    let model = ModelStamp::of(&engine.model_info().path);
+    if ckpt.fingerprint != checkpoint::fingerprint(input, outputs, options, &model, engine) {
+        return None;
+    }
+    open_checked(outputs, &ckpt, false).ok()?;
+    Some(ckpt.samples_done as f64 / SR as f64)
+}
+
+/// Creates `path` new and empty for writing, exclusively (`O_CREAT|O_EXCL`: never through a
+/// link, never an existing file). Whatever held the name before (a stale partial file, a
+/// link someone planted) is unlinked first; a link's target is never opened.
+fn create_fresh(path: &Path, notes: &mut Vec<String>) -> Result<File> {
+    ensure_parent(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if meta.file_type().is_symlink() {
+                notes.push(format!(
+                    "{}: was a symbolic link; removed the link (its target is untouched) and \
+                     wrote a new file",
+                    path.display()
+                ));
+            }
+            remove_planted(path, &meta)?;
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(out_err(path, e)),
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| out_err(path, e))
+}
+
+/// Unlinks what is at one of our temporary names (a directory there is an error).
+fn remove_planted(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    if meta.is_dir() {
+        return Err(Error::Output {
+            path: path.to_path_buf(),
+            reason: "a directory is in the way of a temporary file".into(),
+            source: None,
+        });
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(out_err(path, e)),
+    }
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| out_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` only if it is a regular file, never through a link: `lstat`, open without
+/// creating or truncating, then check that the open file is the one `lstat` saw (a name
+/// swapped in between is refused). `Ok(None)` when the name holds anything else.
+pub(crate) fn open_regular(
+    path: &Path,
+    write: bool,
+) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
+    let before = std::fs::symlink_metadata(path)?;
+    if !before.file_type().is_file() {
+        return Ok(None);
+    }
+    let file = OpenOptions::new().read(true).write(write).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || !same_inode(&before, &meta) {
+        return Ok(None);
+    }
+    Ok(Some((file, meta)))
+}
+
+#[cfg(unix)]
+fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Whether a file belongs to this process's effective user.
+#[cfg(unix)]
+pub(crate) fn owned_by_us(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    static EUID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    // std has no geteuid: a file this process creates is owned by its effective user.
+    let euid = EUID.get_or_init(|| {
+        tempfile::tempfile()
+            .and_then(|f| f.metadata())
+            .map(|m| m.uid())
+            .ok()
+    });
+    euid.is_some_and(|uid| meta.uid() == uid)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn owned_by_us(_: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// The locks on one run's outputs: `NAME.EXT.lock` next to each output, `flock`ed
+/// exclusively for the whole run and removed when dropped (still locked).
+///
+/// std's `File::try_lock` (flock(2) on Linux and the BSDs, LockFileEx on Windows; stable
+/// since Rust 1.89) is used rather than the fs4 or fd-lock crates: it is the same call with
+/// no new dependency, and the kernel drops the lock when the process dies however it dies
+/// (SIGKILL, OOM), so a stale lock file never blocks the next run.
+/// A lock held by another run is an error at once rather than a wait: a second run on the
+/// same outputs is almost always a mistake (the same command started twice, two jobs
+/// pointed at one directory), and waiting would then redo finished work or hang a batch.
+struct OutputLock {
+    held: Vec<(PathBuf, File)>,
+}
+
+impl OutputLock {
+    fn acquire(outputs: &Outputs) -> Result<OutputLock> {
+        let mut lock = OutputLock { held: Vec::new() };
+        for (_, output) in &outputs.files {
+            // On an error the locks already taken are released by drop.
+            lock.held.push(lock_one(output)?);
+        }
+        Ok(lock)
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        for (path, file) in self.held.drain(..) {
+            // Removed while still locked: a run that opened it meanwhile sees, once it gets
+            // the lock, that the name no longer leads to its file, and starts again.
+            let _ = std::fs::remove_file(&path);
+            drop(file);
+        }
+    }
+}
+
+fn lock_one(output: &Path) -> Result<(PathBuf, File)> {
+    let path = partial_path(output, ".lock");
+    ensure_parent(&path)?;
+    for _ in 0..32 {
+        let created = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path);
+        let file = match created {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => match open_regular(&path, true) {
+                Ok(Some((f, _))) => f,
+                Ok(None) => {
+                    // A link or something else planted at the name: unlink it, never open it.
+                    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                        remove_planted(&path, &meta)?;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(out_err(&path, e)),
+            },
+            Err(e) => return Err(out_err(&path, e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Output {
+                    path: output.to_path_buf(),
+                    reason: format!(
+                        "another verbatim run is writing it (its lock {} is held); wait for \
+                         that run to end or write elsewhere",
+                        path.display()
+                    ),
+                    source: None,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(out_err(&path, e)),
+        }
+        // The run that held it may have removed it just before we locked: only the file at
+        // the name counts.
+        let current = std::fs::symlink_metadata(&path);
+        if let (Ok(now), Ok(ours)) = (current, file.metadata()) {
+            if now.file_type().is_file() && same_inode(&now, &ours) {
+                return Ok((path, file));
+            }
+        }
+    }
+    Err(Error::Output {
+        path: output.to_path_buf(),
+        reason: format!(
+            "its lock {} keeps changing under this run; another process is replacing it",
+            path.display()
+        ),
+        source: None,
+    })
 }
 
 fn shifted(seg: &Segment, offset: f64) -> Segment {
