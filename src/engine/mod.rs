@@ -223,7 +223,10 @@ pub struct Engine {
     info: ModelInfo,
 }
 
-/// Checks the ggml magic so a wrong file gets a clear error instead of a whisper.cpp crash.
+/// Validates a model file before whisper.cpp sees it (whisper.cpp aborts, divides by zero or
+/// allocates without limit on headers it does not expect): the ggml magic, then the whole
+/// header and tensor table through [`crate::models::ggml::validate_whisper`] or
+/// [`crate::models::ggml::validate_vad`] (`what` is "Whisper" or "Silero VAD").
 fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
     let model_err = |reason: String| Error::Model {
         path: path.to_path_buf(),
@@ -239,15 +242,11 @@ fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
     if meta.is_dir() {
         return Err(model_err(format!("{what} path is a directory")));
     }
-    let mut magic = [0u8; 4];
-    let ok = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok();
-    // whisper.cpp writes the magic 0x67676d6c ("ggml") as a little-endian u32.
-    if !ok || u32::from_le_bytes(magic) != 0x6767_6d6c {
-        return Err(model_err(format!("not a {what} ggml model")));
+    if what == "Whisper" {
+        crate::models::ggml::validate_whisper(path).map(|_| ())
+    } else {
+        crate::models::ggml::validate_vad(path)
     }
-    Ok(())
 }
 
 impl Engine {
@@ -255,6 +254,10 @@ impl Engine {
     pub fn load(model: &Path, options: &EngineOptions) -> Result<Self> {
         whisper_rs::install_logging_hooks();
         check_ggml_magic(model, "Whisper")?;
+        // The VAD model too, before the (slow) Whisper load: a bad one fails fast.
+        if let Some(vad_path) = &options.vad_model {
+            check_ggml_magic(vad_path, "Silero VAD")?;
+        }
         let mut params = WhisperContextParameters::default();
         params.flash_attn(options.flash_attn);
         params.use_gpu(options.use_gpu);

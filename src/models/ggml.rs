@@ -13,6 +13,7 @@
 //!                        name bytes, data
 //! ```
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -300,12 +301,295 @@ impl<R: Read + Seek> Reader<'_, R> {
 }
 
 /// Parses a Whisper ggml file of `len` bytes from `r` (positioned at its start); `source`
-/// names it in errors. Tensor data is skipped, not read.
+/// names it in errors. Tensor data is skipped, not read. Lenient: the shapes and names are
+/// not checked against whisper.cpp's expectations (see [`check_whisper`] for that).
 pub fn parse<R: Read + Seek>(r: &mut R, len: u64, source: &Path) -> Result<GgmlModel, Error> {
-    parse_header(r, len).map_err(|reason| Error::input(source, reason))
+    parse_header(r, len, false).map_err(|reason| Error::input(source, reason))
 }
 
-fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String> {
+/// Bounds of the Whisper family this reader accepts (tiny to large-v3 and turbo, English-only
+/// and multilingual, distilled decoders included), each wider than any published model
+/// where whisper.cpp allows it, exact where whisper.cpp hard-codes the value.
+pub mod bounds {
+    /// `n_vocab`: 51864 (English-only), 51865 (multilingual), 51866 (large-v3, turbo).
+    /// whisper.cpp hard-codes the special token ids and the language list from these.
+    pub const N_VOCAB: std::ops::RangeInclusive<i32> = 51864..=51866;
+    /// `n_audio_ctx`: the encoder's 1500 positions (a 30 s window of 3000 mel frames / 2).
+    pub const N_AUDIO_CTX: i32 = 1500;
+    /// `n_text_ctx`: the decoder's 448 positions, the same in every Whisper model.
+    pub const N_TEXT_CTX: i32 = 448;
+    /// `n_audio_state` = `n_text_state` (384 tiny ... 1280 large): 64 to 4096.
+    pub const STATE: std::ops::RangeInclusive<i32> = 64..=4096;
+    /// Attention heads (6 tiny ... 20 large): 1 to 64, dividing the state.
+    pub const HEADS: std::ops::RangeInclusive<i32> = 1..=64;
+    /// Width of one attention head, state / heads (64 in every Whisper model): 32 to 256.
+    pub const HEAD_SIZE: std::ops::RangeInclusive<i32> = 32..=256;
+    /// Blocks (encoder 4 ... 32; decoder 2 for distil, 4 for turbo ... 32): 1 to 64.
+    pub const LAYERS: std::ops::RangeInclusive<i32> = 1..=64;
+    /// Mel bands: 80, or 128 for large-v3 and turbo.
+    pub const N_MELS: [i32; 2] = [80, 128];
+    /// Columns of the mel filterbank: the 201 bins of whisper.cpp's 400-point FFT.
+    pub const N_FFT: usize = 201;
+    /// Longest vocabulary token in bytes (real ones are at most 128).
+    pub const MAX_TOKEN_LEN: u32 = 1024;
+    /// Longest tensor name in bytes (real ones are under 64).
+    pub const MAX_NAME_LEN: u64 = 256;
+}
+
+/// The tensor type that `ftype` (modulo 1000, the quantization version) gives the big
+/// matrices, as `ggml_ftype_to_ggml_type` maps it; `None` for values whisper.cpp rejects
+/// or this reader cannot size.
+pub fn weight_type(ftype: i32) -> Option<GgmlType> {
+    if ftype < 0 {
+        return None;
+    }
+    Some(GgmlType(match ftype % 1000 {
+        0 => 0,   // all f32
+        1 => 1,   // f16
+        2 => 2,   // q4_0
+        3 => 3,   // q4_1
+        7 => 8,   // q8_0
+        8 => 6,   // q5_0
+        9 => 7,   // q5_1
+        10 => 10, // q2_K
+        11 => 11, // q3_K
+        12 => 12, // q4_K
+        13 => 13, // q5_K
+        14 => 14, // q6_K
+        24 => 30, // bf16
+        _ => return None,
+    }))
+}
+
+/// Checks the eleven hyper-parameters against the Whisper family ([`bounds`]) and what
+/// whisper.cpp's graph needs (equal encoder and decoder widths, heads dividing them, the
+/// weight type's block dividing every matrix row).
+pub fn check_hparams(hp: &Hparams) -> Result<(), String> {
+    let range = |name: &str, v: i32, r: std::ops::RangeInclusive<i32>| {
+        if r.contains(&v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} is {v} (expected {} to {})",
+                r.start(),
+                r.end()
+            ))
+        }
+    };
+    let exact = |name: &str, v: i32, want: i32| {
+        if v == want {
+            Ok(())
+        } else {
+            Err(format!("{name} is {v} (expected {want})"))
+        }
+    };
+    range("n_vocab", hp.n_vocab, bounds::N_VOCAB)?;
+    exact("n_audio_ctx", hp.n_audio_ctx, bounds::N_AUDIO_CTX)?;
+    range("n_audio_state", hp.n_audio_state, bounds::STATE)?;
+    range("n_audio_head", hp.n_audio_head, bounds::HEADS)?;
+    range("n_audio_layer", hp.n_audio_layer, bounds::LAYERS)?;
+    exact("n_text_ctx", hp.n_text_ctx, bounds::N_TEXT_CTX)?;
+    range("n_text_state", hp.n_text_state, bounds::STATE)?;
+    range("n_text_head", hp.n_text_head, bounds::HEADS)?;
+    range("n_text_layer", hp.n_text_layer, bounds::LAYERS)?;
+    if !bounds::N_MELS.contains(&hp.n_mels) {
+        return Err(format!("n_mels is {} (expected 80 or 128)", hp.n_mels));
+    }
+    if hp.n_text_state != hp.n_audio_state {
+        return Err(format!(
+            "n_text_state {} differs from n_audio_state {}",
+            hp.n_text_state, hp.n_audio_state
+        ));
+    }
+    if hp.n_audio_state % hp.n_audio_head != 0 {
+        return Err(format!(
+            "n_audio_state {} is not a multiple of n_audio_head {}",
+            hp.n_audio_state, hp.n_audio_head
+        ));
+    }
+    if hp.n_text_state % hp.n_text_head != 0 {
+        return Err(format!(
+            "n_text_state {} is not a multiple of n_text_head {}",
+            hp.n_text_state, hp.n_text_head
+        ));
+    }
+    for (side, state, heads) in [
+        ("audio", hp.n_audio_state, hp.n_audio_head),
+        ("text", hp.n_text_state, hp.n_text_head),
+    ] {
+        if !bounds::HEAD_SIZE.contains(&(state / heads)) {
+            return Err(format!(
+                "n_{side}_head {heads} gives heads of {} (expected {} to {})",
+                state / heads,
+                bounds::HEAD_SIZE.start(),
+                bounds::HEAD_SIZE.end()
+            ));
+        }
+    }
+    let wtype = weight_type(hp.ftype)
+        .ok_or_else(|| format!("ftype {} is not a known weight type", hp.ftype))?;
+    let (block, _) = wtype.layout().expect("weight_type gives known types");
+    if hp.n_audio_state as usize % block != 0 {
+        return Err(format!(
+            "n_audio_state {} is not a multiple of the {} block size {block}",
+            hp.n_audio_state,
+            wtype.name()
+        ));
+    }
+    Ok(())
+}
+
+/// The tensors whisper.cpp's loader creates for `hp`, with the type and shape (ggml order,
+/// padded to 4 with 1s) it expects in the file.
+fn expected_tensors(hp: &Hparams) -> HashMap<String, (GgmlType, [usize; 4])> {
+    let wtype = weight_type(hp.ftype).unwrap_or(GgmlType::F32);
+    let vtype = if wtype == GgmlType::F32 {
+        GgmlType::F32
+    } else {
+        GgmlType::F16
+    };
+    let f32 = GgmlType::F32;
+    let s = hp.n_audio_state as usize;
+    let mut m = HashMap::new();
+    let mut add = |name: String, t: GgmlType, d: &[usize]| {
+        let mut dims = [1usize; 4];
+        dims[..d.len()].copy_from_slice(d);
+        m.insert(name, (t, dims));
+    };
+    add(
+        "encoder.positional_embedding".into(),
+        f32,
+        &[s, hp.n_audio_ctx as usize],
+    );
+    add(
+        "encoder.conv1.weight".into(),
+        vtype,
+        &[3, hp.n_mels as usize, s],
+    );
+    add("encoder.conv1.bias".into(), f32, &[1, s]);
+    add("encoder.conv2.weight".into(), vtype, &[3, s, s]);
+    add("encoder.conv2.bias".into(), f32, &[1, s]);
+    add("encoder.ln_post.weight".into(), f32, &[s]);
+    add("encoder.ln_post.bias".into(), f32, &[s]);
+    let block = |add: &mut dyn FnMut(String, GgmlType, &[usize]), p: &str, cross: bool| {
+        let mut attn = |a: &str| {
+            add(format!("{p}.{a}_ln.weight"), f32, &[s]);
+            add(format!("{p}.{a}_ln.bias"), f32, &[s]);
+            for w in ["query", "key", "value", "out"] {
+                add(format!("{p}.{a}.{w}.weight"), wtype, &[s, s]);
+                if w != "key" {
+                    add(format!("{p}.{a}.{w}.bias"), f32, &[s]);
+                }
+            }
+        };
+        attn("attn");
+        if cross {
+            attn("cross_attn");
+        }
+        add(format!("{p}.mlp_ln.weight"), f32, &[s]);
+        add(format!("{p}.mlp_ln.bias"), f32, &[s]);
+        add(format!("{p}.mlp.0.weight"), wtype, &[s, 4 * s]);
+        add(format!("{p}.mlp.0.bias"), f32, &[4 * s]);
+        add(format!("{p}.mlp.2.weight"), wtype, &[4 * s, s]);
+        add(format!("{p}.mlp.2.bias"), f32, &[s]);
+    };
+    for i in 0..hp.n_audio_layer {
+        block(&mut add, &format!("encoder.blocks.{i}"), false);
+    }
+    add(
+        "decoder.positional_embedding".into(),
+        f32,
+        &[s, hp.n_text_ctx as usize],
+    );
+    add(
+        "decoder.token_embedding.weight".into(),
+        wtype,
+        &[s, hp.n_vocab as usize],
+    );
+    add("decoder.ln.weight".into(), f32, &[s]);
+    add("decoder.ln.bias".into(), f32, &[s]);
+    for i in 0..hp.n_text_layer {
+        block(&mut add, &format!("decoder.blocks.{i}"), true);
+    }
+    m
+}
+
+/// Validates a Whisper ggml model as whisper.cpp's `whisper_model_load` will read it: the
+/// hyper-parameters ([`check_hparams`]), the mel filterbank's size, the vocabulary (count at
+/// most `n_vocab`, each token within the file and [`bounds::MAX_TOKEN_LEN`]), and the tensor
+/// table (every tensor known, once, with the shape and size whisper.cpp expects, its data
+/// inside the file, none missing). Nothing is allocated in proportion to a size the file
+/// claims. The error is the reason, without the path.
+pub fn check_whisper<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String> {
+    parse_header(r, len, true)
+}
+
+/// [`check_whisper`] on a file, as an [`Error::Model`] naming it ("not a Whisper ggml model
+/// (reason)"). A Silero VAD model is recognised and named as such.
+pub fn validate_whisper(path: &Path) -> Result<GgmlModel, Error> {
+    let (mut reader, len) = open_model(path, "Whisper")?;
+    check_whisper(&mut reader, len).map_err(|reason| model_error(path, "Whisper", reason))
+}
+
+/// [`check_vad`] on a file, as an [`Error::Model`] naming it ("not a Silero VAD ggml model
+/// (reason)"). A Whisper model is recognised and named as such.
+pub fn validate_vad(path: &Path) -> Result<(), Error> {
+    let (mut reader, len) = open_model(path, "Silero VAD")?;
+    check_vad(&mut reader, len).map_err(|reason| model_error(path, "Silero VAD", reason))
+}
+
+fn model_error(path: &Path, what: &str, reason: String) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        reason: if reason.starts_with("this is") {
+            format!("not a {what} ggml model: {reason}")
+        } else {
+            format!("not a {what} ggml model ({reason})")
+        },
+        source: None,
+    }
+}
+
+fn open_model(path: &Path, what: &str) -> Result<(BufReader<File>, u64), Error> {
+    let err = |reason: String, e: io::Error| Error::Model {
+        path: path.to_path_buf(),
+        reason,
+        source: Some(Box::new(e)),
+    };
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => err(format!("{what} model file not found"), e),
+        _ => err(format!("cannot read {what} model file ({e})"), e),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| err(format!("cannot read {what} model file ({e})"), e))?;
+    if !meta.is_file() {
+        return Err(Error::Model {
+            path: path.to_path_buf(),
+            reason: format!("{what} model path is not a regular file"),
+            source: None,
+        });
+    }
+    Ok((BufReader::with_capacity(1 << 16, file), meta.len()))
+}
+
+/// Whether the bytes after the magic look like a Silero VAD header (a short model type
+/// string starting "silero").
+fn looks_like_vad<R: Read + Seek>(rd: &mut Reader<'_, R>) -> bool {
+    let at = rd.pos;
+    let ok = (|| {
+        rd.inner.seek(SeekFrom::Start(4)).ok()?;
+        let mut b = [0u8; 10];
+        rd.inner.read_exact(&mut b).ok()?;
+        let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        ((6..=64).contains(&n) && &b[4..10] == b"silero").then_some(())
+    })()
+    .is_some();
+    let _ = rd.inner.seek(SeekFrom::Start(at));
+    ok
+}
+
+fn parse_header<R: Read + Seek>(r: &mut R, len: u64, strict: bool) -> Result<GgmlModel, String> {
     let mut rd = Reader {
         inner: r,
         pos: 0,
@@ -313,19 +597,38 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
     };
     let magic = rd.bytes(4, "the magic number")?;
     let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
+    if magic != MAGIC && strict {
+        return Err(format!("bad magic 0x{magic:08x}, expected 0x{MAGIC:08x}"));
+    }
     if magic != MAGIC {
         return Err(format!(
             "not a whisper.cpp ggml model (magic 0x{magic:08x}, expected 0x{MAGIC:08x})"
         ));
+    }
+    if strict && looks_like_vad(&mut rd) {
+        return Err("this is a Silero VAD model; pass it as --vad-model".into());
     }
     let mut hp = [0i32; 11];
     for v in hp.iter_mut() {
         *v = rd.i32("the hyper-parameters")?;
     }
     let hparams = Hparams::from_array(hp);
+    let expected = if strict {
+        check_hparams(&hparams)?;
+        Some(expected_tensors(&hparams))
+    } else {
+        None
+    };
 
     let n_mel = rd.count("the mel filter count")?;
     let n_fft = rd.count("the mel filter width")?;
+    if strict && (n_mel != hparams.n_mels as usize || n_fft != bounds::N_FFT) {
+        return Err(format!(
+            "mel filterbank is {n_mel}x{n_fft} (expected {}x{})",
+            hparams.n_mels,
+            bounds::N_FFT
+        ));
+    }
     let n = (n_mel as u64)
         .checked_mul(n_fft as u64)
         .and_then(|n| n.checked_mul(4))
@@ -338,6 +641,12 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
     let filters = MelFilters { n_mel, n_fft, data };
 
     let n_tokens = rd.count("the vocabulary size")?;
+    if strict && n_tokens > hparams.n_vocab as usize {
+        return Err(format!(
+            "the vocabulary has {n_tokens} tokens, more than n_vocab {}",
+            hparams.n_vocab
+        ));
+    }
     // Each token takes at least its 4-byte length, so the file bounds the count.
     let mut vocab = Vec::with_capacity(n_tokens.min((rd.remaining() / 4) as usize));
     for i in 0..n_tokens {
@@ -347,6 +656,12 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
             .bytes(4, "the length of a token")
             .map_err(|e| format!("{e}, token {i} of {n_tokens}"))?;
         let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if strict && n > bounds::MAX_TOKEN_LEN {
+            return Err(format!(
+                "token {i} is {n} bytes long (at most {} expected)",
+                bounds::MAX_TOKEN_LEN
+            ));
+        }
         let token = rd
             .bytes(u64::from(n), "a token")
             .map_err(|e| format!("{e}, token {i} of {n_tokens}"))?;
@@ -354,6 +669,7 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
     }
 
     let mut tensors = Vec::new();
+    let mut seen = HashSet::new();
     while rd.remaining() > 0 {
         let start = rd.pos;
         let n_dims = rd.i32("a tensor header")?;
@@ -366,7 +682,7 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
         }
         let name_len = u64::try_from(name_len)
             .ok()
-            .filter(|&n| n > 0)
+            .filter(|&n| n > 0 && (!strict || n <= bounds::MAX_NAME_LEN))
             .ok_or_else(|| format!("tensor at offset {start} has name length {name_len}"))?;
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -389,6 +705,12 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
                 ttype.name()
             )
         })?;
+        if let Some(expected) = &expected {
+            check_tensor(expected, &name, ttype, &dims, nbytes)?;
+            if !seen.insert(name.clone()) {
+                return Err(format!("tensor '{name}' appears twice"));
+            }
+        }
         let offset = rd.pos;
         rd.skip(nbytes, &format!("the data of tensor '{name}'"))?;
         tensors.push(TensorInfo {
@@ -399,6 +721,15 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
             nbytes,
         });
     }
+    if let Some(expected) = &expected {
+        if let Some(missing) = first_missing(expected, &seen) {
+            return Err(format!(
+                "tensor '{missing}' is missing ({} of {} tensors in {len} bytes; truncated?)",
+                seen.len(),
+                expected.len()
+            ));
+        }
+    }
     Ok(GgmlModel {
         hparams,
         filters,
@@ -406,6 +737,244 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64) -> Result<GgmlModel, String
         tensors,
         file_len: len,
     })
+}
+
+/// The missing tensor that comes first by name, so the message is deterministic.
+fn first_missing<'e, T>(
+    expected: &'e HashMap<String, T>,
+    seen: &HashSet<String>,
+) -> Option<&'e str> {
+    expected
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .min()
+        .map(String::as_str)
+}
+
+/// One tensor of the file against what the loader expects: a known name, the same shape
+/// (whisper.cpp compares the first three dims and the element count) and the same byte
+/// size for its type (whisper.cpp reads the expected size whatever the file's type says).
+fn check_tensor(
+    expected: &HashMap<String, (GgmlType, [usize; 4])>,
+    name: &str,
+    ttype: GgmlType,
+    dims: &[usize],
+    nbytes: u64,
+) -> Result<(), String> {
+    let (want_type, want_dims) = expected
+        .get(name)
+        .ok_or_else(|| format!("unknown tensor '{name}'"))?;
+    let mut got = [1usize; 4];
+    got[..dims.len()].copy_from_slice(dims);
+    if got != *want_dims {
+        return Err(format!(
+            "tensor '{name}' has shape {dims:?} (expected {want_dims:?})"
+        ));
+    }
+    if want_type.nbytes(want_dims) != Some(nbytes) {
+        return Err(format!(
+            "tensor '{name}' has type {} (expected {})",
+            ttype.name(),
+            want_type.name()
+        ));
+    }
+    Ok(())
+}
+
+/// The Silero VAD layout whisper.cpp's `whisper_vad_init_with_params` reads and its graph
+/// hard-codes (Silero v5/v6 at 16 kHz, as converted by whisper.cpp).
+pub mod vad_bounds {
+    /// Samples per window.
+    pub const N_WINDOW: i32 = 512;
+    /// Context samples carried between windows.
+    pub const N_CONTEXT: i32 = 64;
+    /// (in channels, out channels, kernel size) of the four encoder convolutions.
+    pub const ENCODER: [(i32, i32, i32); 4] =
+        [(129, 128, 3), (128, 64, 3), (64, 64, 3), (64, 128, 3)];
+    /// LSTM input and hidden size.
+    pub const LSTM: (i32, i32) = (128, 128);
+    /// Final convolution in and out channels.
+    pub const FINAL_CONV: (i32, i32) = (128, 1);
+    /// Longest model type string ("silero-16k").
+    pub const MAX_TYPE_LEN: i32 = 64;
+}
+
+/// Validates a Silero VAD ggml model as whisper.cpp's `whisper_vad_init_with_params` reads
+/// it: the model type ("silero..."), the window, the layer table ([`vad_bounds`]) and the
+/// tensor table (every tensor known, once, with the expected type and shape, inside the
+/// file, none missing). A Whisper model is recognised and named as such.
+pub fn check_vad<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), String> {
+    use vad_bounds as vb;
+    let mut rd = Reader {
+        inner: r,
+        pos: 0,
+        len,
+    };
+    let magic = rd.bytes(4, "the magic number")?;
+    let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
+    if magic != MAGIC {
+        return Err(format!("bad magic 0x{magic:08x}, expected 0x{MAGIC:08x}"));
+    }
+    let type_len = rd.i32("the model type")?;
+    if bounds::N_VOCAB.contains(&type_len) {
+        return Err("this is a Whisper model; pass it as --model".into());
+    }
+    if !(1..=vb::MAX_TYPE_LEN).contains(&type_len) {
+        return Err(format!("model type length is {type_len}"));
+    }
+    let model_type = rd.bytes(type_len as u64, "the model type")?;
+    if !model_type.starts_with(b"silero") {
+        return Err(format!(
+            "model type is '{}' (expected silero)",
+            String::from_utf8_lossy(&model_type).escape_debug()
+        ));
+    }
+    for _ in 0..3 {
+        rd.i32("the version")?;
+    }
+    let exact = |name: &str, v: i32, want: i32| {
+        if v == want {
+            Ok(())
+        } else {
+            Err(format!("{name} is {v} (expected {want})"))
+        }
+    };
+    exact("n_window", rd.i32("n_window")?, vb::N_WINDOW)?;
+    exact("n_context", rd.i32("n_context")?, vb::N_CONTEXT)?;
+    exact(
+        "n_encoder_layers",
+        rd.i32("n_encoder_layers")?,
+        vb::ENCODER.len() as i32,
+    )?;
+    for (i, &(cin, cout, k)) in vb::ENCODER.iter().enumerate() {
+        exact(
+            &format!("encoder {i} in channels"),
+            rd.i32("the encoder")?,
+            cin,
+        )?;
+        exact(
+            &format!("encoder {i} out channels"),
+            rd.i32("the encoder")?,
+            cout,
+        )?;
+        exact(
+            &format!("encoder {i} kernel size"),
+            rd.i32("the encoder")?,
+            k,
+        )?;
+    }
+    exact("lstm_input_size", rd.i32("the LSTM")?, vb::LSTM.0)?;
+    exact("lstm_hidden_size", rd.i32("the LSTM")?, vb::LSTM.1)?;
+    exact(
+        "final_conv_in",
+        rd.i32("the final convolution")?,
+        vb::FINAL_CONV.0,
+    )?;
+    exact(
+        "final_conv_out",
+        rd.i32("the final convolution")?,
+        vb::FINAL_CONV.1,
+    )?;
+
+    let expected = expected_vad_tensors();
+    let mut seen = HashSet::new();
+    while rd.remaining() > 0 {
+        let start = rd.pos;
+        let n_dims = rd.i32("a tensor header")?;
+        let name_len = rd.i32("a tensor header")?;
+        let ttype = rd.i32("a tensor header")?;
+        if !(0..=4).contains(&n_dims) {
+            return Err(format!(
+                "tensor at offset {start} has {n_dims} dimensions (expected 0 to 4)"
+            ));
+        }
+        let name_len = u64::try_from(name_len)
+            .ok()
+            .filter(|&n| n > 0 && n <= bounds::MAX_NAME_LEN)
+            .ok_or_else(|| format!("tensor at offset {start} has name length {name_len}"))?;
+        let mut dims = [1usize; 4];
+        for d in dims.iter_mut().take(n_dims as usize) {
+            let v = rd.i32("a tensor shape")?;
+            *d = usize::try_from(v)
+                .ok()
+                .filter(|&d| d > 0)
+                .ok_or_else(|| format!("tensor at offset {start} has dimension {v}"))?;
+        }
+        let name = rd.bytes(name_len, "a tensor name")?;
+        let name = String::from_utf8(name)
+            .map_err(|_| format!("tensor name at offset {start} is not UTF-8"))?;
+        let ttype = GgmlType(
+            u32::try_from(ttype).map_err(|_| format!("tensor '{name}' has type {ttype}"))?,
+        );
+        let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
+            format!(
+                "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
+                ttype.name()
+            )
+        })?;
+        check_tensor(&expected, &name, ttype, &dims, nbytes)?;
+        if !seen.insert(name.clone()) {
+            return Err(format!("tensor '{name}' appears twice"));
+        }
+        rd.skip(nbytes, &format!("the data of tensor '{name}'"))?;
+    }
+    if let Some(missing) = first_missing(&expected, &seen) {
+        return Err(format!(
+            "tensor '{missing}' is missing ({} of {} tensors in {len} bytes; truncated?)",
+            seen.len(),
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
+fn expected_vad_tensors() -> HashMap<String, (GgmlType, [usize; 4])> {
+    use vad_bounds as vb;
+    let mut m = HashMap::new();
+    let mut add = |name: String, t: GgmlType, d: &[i32]| {
+        let mut dims = [1usize; 4];
+        for (o, &v) in dims.iter_mut().zip(d) {
+            *o = v as usize;
+        }
+        m.insert(name, (t, dims));
+    };
+    for (i, &(cin, cout, k)) in vb::ENCODER.iter().enumerate() {
+        add(
+            format!("_model.encoder.{i}.reparam_conv.weight"),
+            GgmlType::F16,
+            &[k, cin, cout],
+        );
+        add(
+            format!("_model.encoder.{i}.reparam_conv.bias"),
+            GgmlType::F32,
+            &[cout],
+        );
+    }
+    let (_, hidden) = vb::LSTM;
+    for w in ["ih", "hh"] {
+        add(
+            format!("_model.decoder.rnn.weight_{w}"),
+            GgmlType::F32,
+            &[hidden, 4 * hidden],
+        );
+        add(
+            format!("_model.decoder.rnn.bias_{w}"),
+            GgmlType::F32,
+            &[4 * hidden],
+        );
+    }
+    add(
+        "_model.decoder.decoder.2.weight".into(),
+        GgmlType::F16,
+        &[vb::FINAL_CONV.0, 1],
+    );
+    add("_model.decoder.decoder.2.bias".into(), GgmlType::F32, &[1]);
+    add(
+        "_model.stft.forward_basis_buffer".into(),
+        GgmlType::F16,
+        &[256, 1, 258],
+    );
+    m
 }
 
 /// Writes the magic, hyper-parameters, mel filters and vocabulary.
@@ -533,7 +1102,7 @@ mod tests {
         write_tensor_header(&mut buf, "x.bias", GgmlType::Q8_0, &[64]).unwrap();
         buf.extend_from_slice(&[0u8; 68]);
         let len = buf.len() as u64;
-        let m = parse_header(&mut io::Cursor::new(buf), len).unwrap();
+        let m = parse_header(&mut io::Cursor::new(buf), len, false).unwrap();
         assert_eq!(m.hparams, hp);
         assert_eq!(m.filters, filters);
         assert_eq!(m.vocab, vocab);

@@ -68,6 +68,19 @@ pub(super) fn write_ggml(
         .metadata()
         .map_err(|e| out_err(e.to_string()))?
         .len();
+    // The checks every model gets before whisper.cpp loads it: an import never installs a
+    // file that `transcribe` would refuse (or that whisper.cpp would crash on).
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut r = std::io::BufReader::with_capacity(1 << 16, tmp.as_file());
+        r.seek(SeekFrom::Start(0))
+            .map_err(|e| out_err(e.to_string()))?;
+        ggml::check_whisper(&mut r, len).map_err(|reason| {
+            out_err(format!(
+                "internal error: the converted model is not a valid Whisper ggml model ({reason})"
+            ))
+        })?;
+    }
     tmp.persist(out).map_err(|e| out_err(e.error.to_string()))?;
     Ok(len)
 }
