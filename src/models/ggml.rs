@@ -702,7 +702,7 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64, strict: bool) -> Result<Ggm
         let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
             format!(
                 "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
-                ttype.name()
+                type_label(ttype)
             )
         })?;
         if let Some(expected) = &expected {
@@ -737,6 +737,14 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64, strict: bool) -> Result<Ggm
         tensors,
         file_len: len,
     })
+}
+
+/// "f16", or "99 (unknown)" for a type number this reader does not know.
+fn type_label(t: GgmlType) -> String {
+    match t.layout() {
+        Some(_) => t.name(),
+        None => format!("{} (unknown)", t.0),
+    }
 }
 
 /// The missing tensor that comes first by name, so the message is deterministic.
@@ -909,7 +917,7 @@ pub fn check_vad<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), String> {
         let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
             format!(
                 "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
-                ttype.name()
+                type_label(ttype)
             )
         })?;
         check_tensor(&expected, &name, ttype, &dims, nbytes)?;
