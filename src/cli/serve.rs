@@ -32,7 +32,9 @@ Examples:
   curl http://127.0.0.1:8080/v1/audio/transcriptions -F file=@talk.mp3 -F response_format=srt
 
 Requests beyond --concurrency wait in a queue of --queue; beyond that they get 503 with
-Retry-After. A client that disconnects cancels its transcription. The address the server
+Retry-After. A request joins the queue once its upload has arrived (within --body-timeout);
+headers must arrive within --header-timeout; connections and uploads are capped per client
+address. A client that disconnects cancels its transcription. The address the server
 listens on is printed on stderr as `verbatim: listening on http://HOST:PORT`.";
 
 /// Options of `verbatim serve`.
@@ -86,6 +88,41 @@ pub struct ServeArgs {
     )]
     max_audio_seconds: u64,
 
+    /// Seconds a client has to send a request's line and headers; then the connection is
+    /// closed.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        value_name = "SECONDS",
+        value_parser = parse_timeout,
+        help_heading = "Limits"
+    )]
+    header_timeout: f64,
+
+    /// Seconds a client has to send its whole upload; then it gets 408. The upload is read
+    /// before the request joins the queue, so a slow client holds no slot meanwhile.
+    #[arg(
+        long,
+        default_value_t = 300.0,
+        value_name = "SECONDS",
+        value_parser = parse_timeout,
+        help_heading = "Limits"
+    )]
+    body_timeout: f64,
+
+    /// Connections open at once; more get 503 and are closed [default: 1024, or the open-file
+    /// limit (`ulimit -n`) less 64 when that is lower].
+    #[arg(long, value_name = "N", value_parser = super::options::parse_count, help_heading = "Limits")]
+    max_connections: Option<usize>,
+
+    /// Connections open at once from one client address; more get 429 and are closed.
+    #[arg(long, default_value_t = 128, value_name = "N", value_parser = super::options::parse_count, help_heading = "Limits")]
+    max_connections_per_ip: usize,
+
+    /// Uploads read at once from one client address; more get 429.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = super::options::parse_count, help_heading = "Limits")]
+    max_uploads_per_ip: usize,
+
     /// Require `Authorization: Bearer KEY` on every /v1 request.
     #[arg(
         long,
@@ -105,6 +142,23 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     subtitle_rules: super::rules::SubtitleRuleArgs,
+}
+
+/// A timeout in seconds: positive, finite, at most a day.
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "expected a number of seconds above 0 and at most 86400, got '{s}'"
+        )),
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`), where the system says.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The id `/v1/models` shows: a registry name as given, else the file's stem without `ggml-`.
@@ -147,6 +201,20 @@ pub fn run(args: ServeArgs) -> Result<i32, CliError> {
         .concurrency
         .unwrap_or_else(|| server::default_concurrency(cores));
     let queue = args.queue.unwrap_or(4 * concurrency);
+    // Past the open-file limit the process could not accept anything (nor open a model), so
+    // the connection cap stays below it with room for the model, the VAD and uploads.
+    let mut max_connections = args.max_connections.unwrap_or(1024);
+    if let Some(files) = open_file_limit() {
+        let room = files.saturating_sub(64).max(16);
+        if max_connections > room {
+            if args.max_connections.is_some() {
+                print_warning(format!(
+                    "--max-connections {max_connections} is above the open-file limit ({files}, `ulimit -n`) less 64; using {room}"
+                ));
+            }
+            max_connections = room;
+        }
+    }
 
     let cancel = super::install_ctrlc();
     let engine = Arc::new(super::fetch::load_engine(
@@ -169,6 +237,11 @@ pub fn run(args: ServeArgs) -> Result<i32, CliError> {
         transcribe,
         subtitle_rules,
         log: !args.quiet,
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        body_timeout: Duration::from_secs_f64(args.body_timeout),
+        max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        max_uploads_per_ip: args.max_uploads_per_ip,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -211,7 +284,7 @@ pub fn run(args: ServeArgs) -> Result<i32, CliError> {
                 eprintln!("verbatim: shutting down");
             }
         };
-        server::serve(listener, server::router(state), shutdown)
+        server::serve(listener, state, shutdown)
             .await
             .map_err(|e| CliError::failure(format!("server error: {e}")))?;
         Ok(exit_code::OK)

@@ -5,14 +5,18 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::{auth, openai, ApiError, AppState, JobInfo, ResponseFormat, Task};
+use super::limits::Peer;
+use super::{
+    auth, openai, ApiError, AppState, JobInfo, ResponseFormat, Task, MAX_FIELD_BYTES,
+    MAX_PROMPT_BYTES,
+};
 use crate::engine::{self, Hooks, TranscribeOptions};
 use crate::output::JsonMeta;
 use crate::pipeline::{self, Outputs, PipelineOptions};
@@ -91,6 +95,8 @@ pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
         "queued": state.queued(),
         "concurrency": state.options.concurrency,
         "queue_limit": state.options.queue,
+        "uploading": state.clients.uploads(),
+        "connections": state.clients.connections(),
         "threads_per_job": state.options.threads_per_job(),
         "served": state.served.load(Ordering::Relaxed),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -192,14 +198,59 @@ async fn handle_audio(
         }
     }
 
-    let Some(admission) = state.admit() else {
-        // Read (and drop) the upload so the client sees the answer instead of a reset
-        // connection; nothing is kept in memory.
-        drain(req.into_body(), state.options.max_upload_bytes).await;
-        return Err(state.busy());
+    // At most --max-uploads-per-ip bodies are read at once from one address.
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let upload = match peer {
+        None => None,
+        Some(ip) => match state
+            .clients
+            .start_upload(ip, state.options.max_uploads_per_ip)
+        {
+            Some(guard) => Some(guard),
+            None => {
+                // Read (and drop) a little of the upload so the client sees the answer
+                // instead of a reset connection; never for long.
+                let _ = tokio::time::timeout(
+                    state.options.body_timeout.min(Duration::from_secs(5)),
+                    drain(req.into_body(), state.options.max_upload_bytes),
+                )
+                .await;
+                return Err(ApiError::bad_request(
+                    None,
+                    format!(
+                        "Too many uploads in progress from your address (--max-uploads-per-ip {}); retry when one has finished.",
+                        state.options.max_uploads_per_ip
+                    ),
+                )
+                .with_status(StatusCode::TOO_MANY_REQUESTS)
+                .with_code("too_many_uploads"));
+            }
+        },
     };
 
-    let request = read_request(state, req, &too_large).await?;
+    // The upload is read before the request joins the queue, so a slow client holds no slot;
+    // it must arrive within --body-timeout.
+    let body_timeout = state.options.body_timeout;
+    let request =
+        match tokio::time::timeout(body_timeout, read_request(state, req, &too_large)).await {
+            Ok(request) => request?,
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    None,
+                    format!(
+                        "The upload did not arrive within {} s (--body-timeout).",
+                        body_timeout.as_secs_f64()
+                    ),
+                )
+                .with_status(StatusCode::REQUEST_TIMEOUT)
+                .with_code("upload_timeout"))
+            }
+        };
+    drop(upload);
+
+    let Some(admission) = state.admit() else {
+        return Err(state.busy());
+    };
     let note = format!(
         "{} ({})",
         request.file_name,
@@ -267,11 +318,19 @@ async fn read_request(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        .map(|v| v.to_ascii_lowercase())
+        .is_some_and(|v| v.starts_with("multipart/form-data") && v.contains("boundary="));
     if !is_multipart {
+        // Read (and drop) a little of the body so the client sees the answer instead of a
+        // reset connection; never for long.
+        let _ = tokio::time::timeout(
+            state.options.body_timeout.min(Duration::from_secs(5)),
+            drain(req.into_body(), state.options.max_upload_bytes),
+        )
+        .await;
         return Err(ApiError::bad_request(
             None,
-            "The request must be multipart/form-data with the audio in a `file` field.",
+            "The request must be multipart/form-data (with a boundary) with the audio in a `file` field.",
         ));
     }
     let mut multipart = Multipart::from_request(req, &())
@@ -312,7 +371,38 @@ async fn read_request(
             file = Some((file_name, data));
             continue;
         }
-        let value = field.text().await.map_err(multipart_error)?;
+        let limit = if name == "prompt" {
+            MAX_PROMPT_BYTES
+        } else {
+            MAX_FIELD_BYTES
+        };
+        let value = match read_text(&mut field, limit)
+            .await
+            .map_err(multipart_error)?
+        {
+            Ok(value) => value,
+            Err(len) => {
+                // Read the rest (bounded by the body limit) so the client gets the answer
+                // instead of a reset connection.
+                drop(field);
+                while let Ok(Some(mut f)) = multipart.next_field().await {
+                    while let Ok(Some(_)) = f.chunk().await {}
+                }
+                let (param, code): (&'static str, &'static str) = if name == "prompt" {
+                    ("prompt", "prompt_too_long")
+                } else {
+                    ("", "field_too_long")
+                };
+                return Err(ApiError::bad_request(
+                    (!param.is_empty()).then_some(param),
+                    format!(
+                        "The `{}` field is {len} bytes; the limit is {limit} bytes.",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                )
+                .with_code(code));
+            }
+        };
         match name.as_str() {
             "language" => language = Some(value),
             "prompt" => prompt = Some(value),
@@ -402,6 +492,28 @@ async fn read_request(
         words,
         segments,
     })
+}
+
+/// Reads a text field, keeping at most `limit` bytes: `Ok(Err(length))` when it is longer (the
+/// rest is read and dropped).
+async fn read_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<Result<String, usize>, axum::extract::multipart::MultipartError> {
+    let mut data = Vec::new();
+    let mut len = 0usize;
+    while let Some(chunk) = field.chunk().await? {
+        len = len.saturating_add(chunk.len());
+        if len <= limit {
+            data.extend_from_slice(&chunk);
+        } else {
+            data = Vec::new();
+        }
+    }
+    if len > limit {
+        return Ok(Err(len));
+    }
+    Ok(Ok(String::from_utf8_lossy(&data).into_owned()))
 }
 
 /// Decodes and transcribes one request on a blocking thread.

@@ -11,24 +11,28 @@
 //!
 //! Scheduling: at most [`ServerOptions::concurrency`] transcriptions run at once, each on a
 //! blocking thread with its own whisper state and [`ServerOptions::threads_per_job`] threads;
-//! up to [`ServerOptions::queue`] more requests wait (uploads in progress count as waiting).
-//! Beyond that a request gets 503 with `Retry-After`. A request whose client disconnects is
+//! up to [`ServerOptions::queue`] more requests wait. A request joins the queue only once its
+//! upload has fully arrived: a slow upload holds no slot. Beyond that a request gets 503 with
+//! `Retry-After`. A request whose client disconnects is
 //! cancelled: its future is dropped, a drop guard sets the job's cancel flag, and whisper
 //! stops at its next abort check.
 //!
-//! The parts: `auth` checks the API key, `admission` enforces the limits above and answers
-//! 503, `handlers` serves the routes; this module holds the options, the shared state and
-//! the router.
+//! Hostile clients ([`limits`]): header and body read timeouts, a header size limit, caps on
+//! open connections (in all and per client address) and on uploads in progress per address.
+//!
+//! The parts: `auth` checks the API key, `admission` enforces the queue limits and answers
+//! 503, `limits` runs the accept loop and the per-client limits, `handlers` serves the routes;
+//! this module holds the options, the shared state and the router.
 
 mod admission;
 mod auth;
 mod handlers;
+pub mod limits;
 pub mod openai;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::routing::{get, post};
@@ -38,7 +42,15 @@ use tokio::sync::Semaphore;
 use crate::engine::{Engine, TranscribeOptions};
 use crate::subtitle::Rules;
 
+pub use limits::{serve, MAX_HEADER_BYTES};
 pub use openai::{ApiError, ResponseFormat, Task};
+
+/// The longest `prompt` field accepted, bytes (whisper reads at most 224 tokens of it; a
+/// longer one gets 400).
+pub const MAX_PROMPT_BYTES: usize = 4096;
+
+/// The longest other text field accepted (`language`, `response_format`...), bytes.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 /// How the server schedules, limits and authenticates requests.
 #[derive(Debug, Clone)]
@@ -62,6 +74,16 @@ pub struct ServerOptions {
     pub subtitle_rules: Rules,
     /// Log one line per request on stderr.
     pub log: bool,
+    /// Time a client has to send a request's line and headers; then the connection is closed.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body (the upload); then it gets 408.
+    pub body_timeout: Duration,
+    /// Connections open at once; more get 503 and are closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address; more get 429 and are closed.
+    pub max_connections_per_ip: usize,
+    /// Uploads read at once from one client address; more get 429.
+    pub max_uploads_per_ip: usize,
 }
 
 impl ServerOptions {
@@ -100,6 +122,8 @@ pub struct AppState {
     /// The running jobs, for `/health`.
     jobs: std::sync::Mutex<Vec<JobInfo>>,
     next_job: AtomicU64,
+    /// Open connections and uploads in progress, per client address.
+    clients: Arc<limits::Clients>,
 }
 
 /// A running job as `/health` shows it.
@@ -124,6 +148,7 @@ impl AppState {
             started: Instant::now(),
             jobs: std::sync::Mutex::new(Vec::new()),
             next_job: AtomicU64::new(0),
+            clients: Arc::new(limits::Clients::default()),
         })
     }
 }
@@ -154,18 +179,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             usize::try_from(body_limit).unwrap_or(usize::MAX),
         ))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then waits for requests in
-/// flight to finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

@@ -135,17 +135,27 @@ struct ErrorDetail<'a> {
     code: Option<&'a str>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
             error: ErrorDetail {
                 message: &self.message,
                 kind: self.kind,
                 param: self.param,
                 code: self.code,
             },
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        }
+    }
+
+    /// The JSON body alone, for answers written outside axum (a refused connection).
+    pub fn json_body(&self) -> String {
+        serde_json::to_string(&self.body()).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
