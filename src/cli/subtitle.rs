@@ -2,7 +2,6 @@
 //! across the processes of a cluster job engine; `--check` lints existing subtitle files.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -489,8 +488,36 @@ impl Report {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        // Written in place (a crash keeps what was done), so never through a link someone
+        // planted at the name in a shared directory: a link is refused, a regular file is
+        // replaced by a new one created exclusively (`O_CREAT|O_EXCL`, which follows no
+        // link), and a FIFO or device named directly is written as it is.
+        let create_new = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        };
+        let file = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(std::io::Error::other(
+                    "it is a symbolic link; refusing to write through it (--report - writes \
+                     to standard output)",
+                ))
+            }
+            Ok(meta) if meta.is_file() => {
+                std::fs::remove_file(path)?;
+                create_new()?
+            }
+            Ok(meta) if meta.is_dir() => {
+                return Err(std::io::Error::other("it is a directory"));
+            }
+            Ok(_) => std::fs::OpenOptions::new().write(true).open(path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new()?,
+            Err(e) => return Err(e),
+        };
         Ok(Report {
-            file: Box::new(File::create(path)?),
+            file: Box::new(file),
             path: path.to_path_buf(),
             failed: false,
         })
