@@ -112,7 +112,11 @@ impl Collect {
             channels: self.channels,
             source_channels: info.source_channels,
             codec: info.codec,
-            warnings: info.warnings,
+            warnings: info
+                .warnings
+                .into_iter()
+                .map(|w| format!("{}: {w}", display.display()))
+                .collect(),
         })
     }
 }
@@ -157,11 +161,38 @@ pub fn stream_path(path: &Path, keep_channels: bool, sink: &mut dyn PcmSink) -> 
         )
     } else {
         let hint = path.extension().and_then(|e| e.to_str());
-        match decode_symphonia(Box::new(file), hint, sink) {
-            Ok(info) => Ok(info),
-            Err(err) => ffmpeg_fallback(path, path, err, keep_channels, sink),
+        let mut info = match decode_symphonia(Box::new(file), hint, sink) {
+            Ok(info) => info,
+            Err(err) => ffmpeg_fallback(path, path, err, keep_channels, sink)?,
+        };
+        if head.starts_with(b"OggS") && ogg_lacks_end(path) {
+            info.warnings.push(
+                "the Ogg stream has no end-of-stream page; the file is probably truncated".into(),
+            );
         }
+        Ok(info)
     }
+}
+
+/// Whether the last Ogg page in the file lacks the end-of-stream flag, which every complete
+/// Ogg stream (Vorbis, Opus, FLAC in Ogg) sets on its final page: the decoders stop quietly
+/// at a cut, and Ogg headers carry no total length to compare with.
+fn ogg_lacks_end(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(65_536);
+    let mut tail = Vec::new();
+    if file.seek(std::io::SeekFrom::Start(start)).is_err() || file.read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    // A page header: "OggS", version 0, then the header-type byte (0x04 = end of stream).
+    let last_page = tail
+        .windows(6)
+        .rposition(|w| w[..4] == *b"OggS" && w[4] == 0)
+        .map(|i| tail[i + 5]);
+    last_page.is_some_and(|flags| flags & 0x04 == 0)
 }
 
 /// Decodes an encoded file held in memory (e.g. read from standard input).
@@ -235,6 +266,7 @@ fn decode_wav_with_fallbacks<R: Read + Seek>(
     };
     match decode_symphonia(reopen()?, Some("wav"), sink) {
         Ok(info) => Ok(info),
+        Err(SymphoniaFailure::Invalid(reason)) => Err(Error::input(display, reason)),
         // The codec is known but not built in: the fallback's message names it.
         Err(failure @ SymphoniaFailure::UnsupportedCodec(_)) => ffmpeg(failure, sink),
         Err(failure) => {
@@ -335,9 +367,12 @@ fn decode_wav<R: Read + Seek>(
             if io.kind() == std::io::ErrorKind::UnexpectedEof
                 || io.to_string().contains("Failed to read enough bytes") =>
         {
-            fatal(format!(
-                "truncated WAV header (the file has only {total_bytes} bytes)"
-            ))
+            // hound also stops here on a valid file whose odd-sized chunk is followed by its
+            // pad byte (RIFF's rule, which hound does not follow): symphonia reads those.
+            WavFailure::NotForHound {
+                reason: format!("truncated WAV header (the file has only {total_bytes} bytes)"),
+                encoding: false,
+            }
         }
         hound::Error::IoError(io) => fatal(io_reason(&io)),
         hound::Error::Unsupported => WavFailure::NotForHound {
@@ -368,8 +403,8 @@ fn decode_wav<R: Read + Seek>(
             spec.channels
         )));
     }
-    if spec.sample_rate == 0 {
-        return Err(fatal("WAV header declares a sample rate of 0 Hz".into()));
+    if let Some(reason) = super::bad_rate(spec.sample_rate) {
+        return Err(fatal(reason));
     }
     let bytes_per_sample = u64::from(spec.bits_per_sample).div_ceil(8).max(1);
     let claimed_bytes = u64::from(wav.len()) * bytes_per_sample;
@@ -450,6 +485,8 @@ enum SymphoniaFailure {
     UnsupportedCodec(String),
     /// The data is corrupt.
     Corrupt(String),
+    /// The header is impossible (a forged sample rate): no other decoder is tried.
+    Invalid(String),
 }
 
 fn codec_name(codec: CodecType) -> String {
@@ -563,6 +600,9 @@ fn decode_symphonia_unguarded(
         .ok_or_else(|| SymphoniaFailure::Corrupt("no audio track".into()))?;
     let track_id = track.id;
     let params = track.codec_params.clone();
+    if let Some(reason) = params.sample_rate.and_then(super::bad_rate) {
+        return Err(SymphoniaFailure::Invalid(reason));
+    }
     if params.channels.map(|c| c.count()) == Some(0) {
         return Err(SymphoniaFailure::Corrupt(
             "audio track has zero channels".into(),
@@ -580,6 +620,10 @@ fn decode_symphonia_unguarded(
     let mut n_channels_seen = 0usize;
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
+    let mut frames_decoded = 0u64;
+    // Why decoding stopped before the end of the stream, when it did.
+    let mut cut_short: Option<String> = None;
+    let mut sink_stopped = false;
     let mut interleaved: Option<SampleBuffer<f32>> = None;
     // A PCM packet shorter than its duration says is only right as the file's last one
     // (the data ends mid-packet): it waits here and is decoded once the stream has ended.
@@ -606,7 +650,9 @@ fn decode_symphonia_unguarded(
                 }
                 Err(e) => {
                     if good_packets > 0 {
-                        ended = true; // truncated tail: keep what decoded
+                        // A damaged or truncated tail: keep what decoded, and say so.
+                        cut_short = Some(e.to_string());
+                        ended = true;
                         continue;
                     }
                     return Err(SymphoniaFailure::Corrupt(e.to_string()));
@@ -663,9 +709,11 @@ fn decode_symphonia_unguarded(
             Some(b) if b.capacity() >= decoded.capacity() * n_channels => b,
             _ => interleaved.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
         };
+        frames_decoded += decoded.frames() as u64;
         buf.copy_interleaved_ref(decoded);
         good_packets += 1;
         if !sink.block(buf.samples(), n_channels, spec.rate) {
+            sink_stopped = true;
             break;
         }
     }
@@ -679,6 +727,24 @@ fn decode_symphonia_unguarded(
     let mut warnings = Vec::new();
     if bad_packets > 0 {
         warnings.push(format!("skipped {bad_packets} undecodable audio packets"));
+    }
+    if let (false, Some(rate)) = (sink_stopped, params.sample_rate.filter(|&r| r > 0)) {
+        let seconds = |frames: u64| frames as f64 / f64::from(rate);
+        let announced = params.n_frames.unwrap_or(0);
+        if let Some(reason) = cut_short {
+            warnings.push(format!(
+                "decoding stopped at {:.1} s ({reason}); the rest of the file is unreadable (truncated or damaged)",
+                seconds(frames_decoded)
+            ));
+        } else if announced > frames_decoded
+            && announced - frames_decoded > (u64::from(rate) / 10).max(announced / 100)
+        {
+            warnings.push(format!(
+                "the audio ends at {:.1} s but the header announces {:.1} s; the file is probably truncated",
+                seconds(frames_decoded),
+                seconds(announced)
+            ));
+        }
     }
     Ok(DecodeInfo {
         source_channels: n_channels_seen,
@@ -724,6 +790,9 @@ fn ffmpeg_fallback(
     keep_channels: bool,
     sink: &mut dyn PcmSink,
 ) -> Result<DecodeInfo> {
+    if let SymphoniaFailure::Invalid(reason) = failure {
+        return Err(Error::input(display, reason));
+    }
     let Some(ffmpeg) = ffmpeg_binary() else {
         return Err(Error::input(
             display,
@@ -732,7 +801,7 @@ fn ffmpeg_fallback(
                     "{codec} audio is not supported by the built-in decoders; install ffmpeg (e.g. `apt install ffmpeg`) to decode it"
                 ),
                 SymphoniaFailure::UnknownFormat => "not a recognised audio or video format (installing ffmpeg adds more formats)".into(),
-                SymphoniaFailure::Corrupt(reason) => format!("corrupt or unreadable audio: {reason}"),
+                SymphoniaFailure::Corrupt(reason) | SymphoniaFailure::Invalid(reason) => format!("corrupt or unreadable audio: {reason}"),
             },
         ));
     };
@@ -818,7 +887,9 @@ fn ffmpeg_fallback(
                 format!("cannot decode {c} audio (ffmpeg: {d})")
             }
             (SymphoniaFailure::UnsupportedCodec(c), None) => format!("cannot decode {c} audio"),
-            (SymphoniaFailure::Corrupt(r), _) => format!("corrupt or unreadable audio: {r}"),
+            (SymphoniaFailure::Corrupt(r) | SymphoniaFailure::Invalid(r), _) => {
+                format!("corrupt or unreadable audio: {r}")
+            }
         };
         return Err(Error::input(display, reason));
     }
@@ -826,8 +897,7 @@ fn ffmpeg_fallback(
     if !succeeded && !stopped {
         // Audio came out, then ffmpeg failed (a damaged tail): keep what decoded, say so.
         warnings.push(format!(
-            "{}: ffmpeg stopped early{}; the audio after that point is missing",
-            display.display(),
+            "ffmpeg stopped early{}; the audio after that point is missing",
             detail.map(|d| format!(" ({d})")).unwrap_or_default()
         ));
     }

@@ -12,6 +12,22 @@ pub use stream::AudioStream;
 /// The sample rate whisper works at.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
 
+/// Input sample rates verbatim accepts, in Hz: from below the oldest telephony and
+/// voice-recorder rates up to the highest rate PCM interfaces offer. A header outside them is
+/// forged or corrupt, and resampling it would cost memory in proportion to the forged ratio.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+
+/// The one-line reason a header's sample rate is refused, `None` when it is in range.
+pub(crate) fn bad_rate(rate: u32) -> Option<String> {
+    (!SAMPLE_RATES.contains(&rate)).then(|| {
+        format!(
+            "the header declares a sample rate of {rate} Hz (verbatim reads {} to {} Hz; the file is corrupt or forged)",
+            SAMPLE_RATES.start(),
+            SAMPLE_RATES.end()
+        )
+    })
+}
+
 /// Decoded audio converted for whisper: one or more 16 kHz mono streams.
 #[derive(Debug, Clone)]
 pub struct PreparedAudio {

@@ -35,7 +35,7 @@ pub struct AudioStream {
     thread: Option<JoinHandle<()>>,
     first: Option<Vec<f32>>,
     info: Option<DecodeInfo>,
-    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    levels: Arc<Levels>,
     channels: Arc<std::sync::atomic::AtomicUsize>,
     /// Duration in seconds read from the container's header, when it says.
     pub duration_hint: Option<f64>,
@@ -54,18 +54,18 @@ impl AudioStream {
     pub fn open_channel(path: &Path, channel: Option<usize>) -> Result<AudioStream> {
         let (tx, rx) = sync_channel(AHEAD);
         let stop = Arc::new(AtomicBool::new(false));
-        let non_finite = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let levels = Arc::new(Levels::default());
         let channels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = {
-            let (owned, stop, non_finite, count) = (
+            let (owned, stop, levels, count) = (
                 path.to_path_buf(),
                 stop.clone(),
-                non_finite.clone(),
+                levels.clone(),
                 channels.clone(),
             );
             std::thread::Builder::new()
                 .name("verbatim-decode".into())
-                .spawn(move || decode_thread(&owned, channel, tx, stop, non_finite, count))
+                .spawn(move || decode_thread(&owned, channel, tx, stop, levels, count))
                 .map_err(|e| Error::input(path, format!("cannot start the decoder: {e}")))?
         };
         let mut stream = AudioStream {
@@ -75,7 +75,7 @@ impl AudioStream {
             thread: Some(thread),
             first: None,
             info: None,
-            non_finite,
+            levels,
             channels,
             duration_hint: probe_duration(path),
         };
@@ -131,14 +131,18 @@ impl AudioStream {
             .as_ref()
             .map(|i| i.warnings.clone())
             .unwrap_or_default();
-        let n = self.non_finite.load(Ordering::SeqCst);
+        let n = self.levels.non_finite.load(Ordering::SeqCst);
         if n > 0 {
+            out.push(format!("replaced {n} NaN or infinite samples with silence"));
+        }
+        let peak = f32::from_bits(self.levels.peak.load(Ordering::SeqCst));
+        if peak > OVER_SCALE {
             out.push(format!(
-                "{}: replaced {n} NaN or infinite samples with silence",
-                self.path.display()
+                "samples reach {peak:.0} times full scale (integer values stored as float?); whisper hears noise, so the transcript may be empty or wrong"
             ));
         }
-        out
+        let path = self.path.display();
+        out.into_iter().map(|w| format!("{path}: {w}")).collect()
     }
 }
 
@@ -163,11 +167,24 @@ impl Drop for AudioStream {
     }
 }
 
+/// Peak level, in multiples of full scale, above which the samples are not audio as
+/// recorded: float files mislabelled or written with integer values.
+const OVER_SCALE: f32 = 4.0;
+
+/// What the decoder saw in the samples, complete once decoding has ended.
+#[derive(Default)]
+struct Levels {
+    /// NaN or infinite samples (replaced with silence).
+    non_finite: std::sync::atomic::AtomicUsize,
+    /// The largest absolute sample, as `f32` bits.
+    peak: std::sync::atomic::AtomicU32,
+}
+
 /// Downmixes, cleans and resamples blocks, and sends whole chunks to the consumer.
 struct MonoSink {
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
-    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    levels: Arc<Levels>,
     resampler: Option<StreamResampler>,
     format: Option<(usize, u32)>,
     /// One channel to keep instead of the downmix.
@@ -198,6 +215,10 @@ impl PcmSink for MonoSink {
         }
         match self.format {
             None => {
+                if let Some(reason) = super::bad_rate(rate) {
+                    self.error = Some(reason);
+                    return false;
+                }
                 match StreamResampler::new(rate) {
                     Ok(r) => self.resampler = Some(r),
                     Err(e) => {
@@ -225,6 +246,7 @@ impl PcmSink for MonoSink {
         self.mono.clear();
         let scale = 1.0 / channels as f32;
         let mut bad = 0usize;
+        let mut peak = 0.0f32;
         for frame in interleaved.chunks_exact(channels) {
             let picked = match self.channel {
                 Some(c) => &frame[c..c + 1],
@@ -234,6 +256,7 @@ impl PcmSink for MonoSink {
             for &s in picked {
                 if s.is_finite() {
                     sum += s;
+                    peak = peak.max(s.abs());
                 } else {
                     bad += 1;
                 }
@@ -244,8 +267,10 @@ impl PcmSink for MonoSink {
             });
         }
         if bad > 0 {
-            self.non_finite.fetch_add(bad, Ordering::SeqCst);
+            self.levels.non_finite.fetch_add(bad, Ordering::SeqCst);
         }
+        // Non-negative floats order like their bit patterns.
+        self.levels.peak.fetch_max(peak.to_bits(), Ordering::SeqCst);
         if let Some(r) = self.resampler.as_mut() {
             if let Err(e) = r.process(&self.mono, &mut self.out) {
                 self.error = Some(format!("cannot resample audio: {e}"));
@@ -261,13 +286,13 @@ fn decode_thread(
     channel: Option<usize>,
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
-    non_finite: Arc<std::sync::atomic::AtomicUsize>,
+    levels: Arc<Levels>,
     channel_count: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let mut sink = MonoSink {
         tx: tx.clone(),
         stop,
-        non_finite,
+        levels,
         resampler: None,
         format: None,
         channel,
