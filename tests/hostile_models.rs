@@ -129,7 +129,7 @@ impl Mutant {
 
     /// The library's verdict, without copying the model.
     fn check(&self) -> Result<(), String> {
-        let mut r = MutReader { m: self, pos: 0 };
+        let mut r = std::io::BufReader::with_capacity(1 << 16, MutReader { m: self, pos: 0 });
         match self.which {
             Which::Whisper => ggml::check_whisper(&mut r, self.len as u64).map(|_| ()),
             Which::Vad => ggml::check_vad(&mut r, self.len as u64),

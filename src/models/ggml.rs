@@ -429,7 +429,7 @@ pub fn check_hparams(hp: &Hparams) -> Result<(), String> {
     let wtype = weight_type(hp.ftype)
         .ok_or_else(|| format!("ftype {} is not a known weight type", hp.ftype))?;
     let (block, _) = wtype.layout().expect("weight_type gives known types");
-    if hp.n_audio_state as usize % block != 0 {
+    if !(hp.n_audio_state as usize).is_multiple_of(block) {
         return Err(format!(
             "n_audio_state {} is not a multiple of the {} block size {block}",
             hp.n_audio_state,
