@@ -775,3 +775,60 @@ fn kept_regressions_stay_refused() {
     );
     assert!(start.elapsed() < BATCH_LIMIT);
 }
+
+/// M1 through the store and `serve`: a model installed under a registry name is checked
+/// like a model given as a file, and `serve` refuses a bad model at start-up.
+#[test]
+fn store_and_serve_check_models_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let installed = store.join("ggml-tiny.en.bin");
+    std::fs::write(&installed, &tiny_bytes()[..300_000]).unwrap();
+    let out_dir = dir.path().join("out");
+    let start = Instant::now();
+    let out = verbatim()
+        .env("VERBATIM_MODELS_DIR", &store)
+        .args(["transcribe", "-m", "tiny.en", "--quiet", "--vad-model"])
+        .arg(vad_model())
+        .args(["-f", "txt,srt,json", "-o"])
+        .arg(&out_dir)
+        .arg(audio(SPEECH))
+        .output()
+        .unwrap();
+    assert_refused(
+        &out,
+        &installed,
+        &out_dir,
+        "truncated model in the store",
+        &["not a Whisper ggml model", "truncated at byte 300000"],
+    );
+
+    // serve: refused before it listens (a healthy server would run until killed).
+    let mut child = verbatim()
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
+        .arg(&installed)
+        .arg("--vad-model")
+        .arg(vad_model())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve kept running with a truncated model");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_refused(
+        &out,
+        &installed,
+        &out_dir,
+        "serve with a truncated model",
+        &["not a Whisper ggml model"],
+    );
+    assert!(start.elapsed() < BATCH_LIMIT);
+}
