@@ -836,3 +836,51 @@ fn forged_wav_sample_rates_get_4xx_quickly_with_bounded_memory() {
     assert!(failures.is_empty(), "forged WAV uploads: {failures:#?}");
     assert_transcribes(addr, None);
 }
+
+#[test]
+fn slow_headers_and_idle_keep_alive_are_closed_at_the_header_timeout() {
+    let server = Server::start(&["--header-timeout", "3"]);
+    let addr = server.addr;
+    // Headers sent a byte every 200 ms: the timeout is for the whole head, not per byte.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let opened = Instant::now();
+    let mut writer = slow.try_clone().unwrap();
+    let dribble = std::thread::spawn(move || {
+        for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .chain([b'a'; 200].iter())
+        {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // A keep-alive connection that made one request, then says nothing.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    write!(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let answered = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while !String::from_utf8_lossy(&got).contains("\"status\":\"ok\"") {
+        let n = idle.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    let (closed, _) = closed_within(&mut slow, Duration::from_secs(10));
+    let at = opened.elapsed().as_secs_f64();
+    assert!(
+        closed && (2.5..8.0).contains(&at),
+        "slow headers: closed {closed} after {at:.1} s"
+    );
+    let (closed, _) = closed_within(&mut idle, Duration::from_secs(10));
+    let at = answered.elapsed().as_secs_f64();
+    assert!(
+        closed && at < 8.0,
+        "idle keep-alive: closed {closed} after {at:.1} s"
+    );
+    dribble.join().unwrap();
+    server.health_within(Duration::from_secs(2));
+}
