@@ -15,6 +15,7 @@ pub mod pipeline;
 #[cfg(feature = "serve")]
 pub mod server;
 pub mod subtitle;
+pub mod textfile;
 pub mod timecode;
 pub mod transcript;
 

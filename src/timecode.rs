@@ -59,21 +59,48 @@ pub fn parse_user(s: &str) -> Result<f64, String> {
         ));
     }
     let mut total = 0.0;
-    for part in &parts {
+    for (i, part) in parts.iter().enumerate() {
         let v: f64 = part
             .parse()
             .map_err(|_| format!("invalid time `{s}` (use seconds, MM:SS or HH:MM:SS)"))?;
         if !v.is_finite() || v < 0.0 {
             return Err(format!("invalid time `{s}`"));
         }
+        // In MM:SS and HH:MM:SS every field after the first counts below 60.
+        if i > 0 && v >= 60.0 {
+            return Err(format!(
+                "invalid time `{s}`: minutes and seconds after a colon must be below 60"
+            ));
+        }
         total = total * 60.0 + v;
     }
     Ok(total)
 }
 
+/// A length of time as [`parse_user`] reads it, which must be more than zero (`--duration`).
+pub fn parse_length(s: &str) -> Result<f64, String> {
+    match parse_user(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is no time at all: give a length above zero")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_times() {
+        assert_eq!(parse_user("1:30").unwrap(), 90.0);
+        assert_eq!(parse_user("01:02:03.5").unwrap(), 3723.5);
+        assert_eq!(parse_user("90").unwrap(), 90.0);
+        assert!(parse_user("99:99:99").is_err());
+        assert!(parse_user("1:60").is_err());
+        assert!(parse_user("-1").is_err());
+        assert!(parse_length("0").is_err());
+        assert!(parse_length("00:00").is_err());
+        assert_eq!(parse_length("0.5").unwrap(), 0.5);
+    }
 
     #[test]
     fn formats() {

@@ -82,8 +82,13 @@ pub fn discover(
     Ok(found)
 }
 
+/// Reads a list of paths, one per line. Lines are bytes, as Unix file names are: a name that
+/// is not UTF-8 is still a file to process. A line longer than any path can be stops the
+/// read, so an endless stream without newlines cannot fill memory.
 fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
-    let reader: Box<dyn BufRead> = if list.as_os_str() == "-" {
+    use std::io::Read;
+    const MAX_LINE: u64 = 4096;
+    let mut reader: Box<dyn BufRead> = if list.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         let file = std::fs::File::open(list)
@@ -91,15 +96,58 @@ fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
         Box::new(std::io::BufReader::new(file))
     };
     let mut paths = Vec::new();
-    for line in reader.lines() {
-        let line = line.map_err(|e| Error::input(list, format!("cannot read the list: {e}")))?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::input(list, format!("cannot read the list: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if n as u64 > MAX_LINE {
+            return Err(Error::input(
+                list,
+                format!("line {number} is longer than {MAX_LINE} bytes: not a list of paths"),
+            ));
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(&line);
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        paths.push(PathBuf::from(line));
+        paths.push(path_from_bytes(&line, trimmed));
     }
     Ok(paths)
+}
+
+/// The path a list line names: its bytes as they are on Unix (leading and trailing spaces
+/// dropped), the lossy text elsewhere.
+fn path_from_bytes(line: &[u8], trimmed: &str) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let start = line
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(0);
+        let end = line
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |i| i + 1);
+        let _ = trimmed;
+        PathBuf::from(std::ffi::OsStr::from_bytes(&line[start..end]))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(trimmed)
+    }
 }
 
 fn has_media_extension(path: &Path, options: &DiscoverOptions) -> bool {

@@ -82,7 +82,8 @@ pub fn config_path() -> PathBuf {
 /// settings; a bad one is an error naming the file, the line and the key.
 pub fn load(cmd: &clap::Command) -> Result<Vec<Entry>, String> {
     let path = config_path();
-    let text = match std::fs::read_to_string(&path) {
+    // A config file is a few lines; 1 MiB is far more than any needs.
+    let text = match verbatim::textfile::read_limited(&path, 1 << 20) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {

@@ -117,7 +117,7 @@ impl VadTuningArgs {
 pub struct DecodeArgs {
     /// CPU threads per transcription [default: the cores, shared out among the transcriptions
     /// that run at once (subtitle --jobs, serve --concurrency)].
-    #[arg(short, long, value_name = "N", value_parser = parse_count, help_heading = DECODING)]
+    #[arg(short, long, value_name = "N", value_parser = parse_threads, help_heading = DECODING)]
     pub threads: Option<usize>,
 
     /// Beam size of beam-search decoding, 1 to 8; 1 decodes greedily (faster, less accurate)
@@ -177,6 +177,15 @@ impl LanguageArgs {
     fn apply(&self, options: &mut TranscribeOptions) {
         options.language = self.code().map(str::to_string);
         options.initial_prompt = self.prompt.clone().filter(|p| !p.trim().is_empty());
+        if let Some(p) = &options.initial_prompt {
+            let chars = p.chars().count();
+            if chars > engine::MAX_PROMPT_CHARS {
+                super::print_warning(format!(
+                    "--prompt is {chars} characters; whisper reads about 224 tokens, so only its last {} characters are used",
+                    engine::MAX_PROMPT_CHARS
+                ));
+            }
+        }
     }
 }
 
@@ -317,11 +326,31 @@ fn parse_language(s: &str) -> Result<String, String> {
     }
 }
 
-/// A count that must be positive: `--threads`, and `subtitle --jobs`, `serve --concurrency`.
+/// A count that must be positive (`serve`'s limits).
 pub fn parse_count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err("expected a whole number, at least 1".into()),
+    }
+}
+
+/// A count of workers, 1 to 256: `subtitle --jobs`, `serve --concurrency` (each holds a
+/// whisper state of tens to hundreds of MB and its threads).
+pub fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 256".into()),
+    }
+}
+
+/// `--threads`: 1 to [`engine::max_threads`] (4 per core).
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let max = engine::max_threads();
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from 1 to {max} (4 per core on this machine)"
+        )),
     }
 }
 
@@ -363,7 +392,12 @@ mod tests {
         assert_eq!(parse_language("auto").unwrap(), "auto");
         assert!(parse_language("xx").is_err());
         assert!(parse_count("0").is_err());
+        assert!(parse_threads("0").is_err());
+        assert!(parse_threads("100000").is_err());
+        assert_eq!(parse_threads("2").unwrap(), 2);
         assert_eq!(parse_count("3").unwrap(), 3);
+        assert!(parse_workers("100000").is_err());
+        assert_eq!(parse_workers("4").unwrap(), 4);
         assert!(parse_decoders("9").is_err());
         assert_eq!(parse_decoders("8").unwrap(), 8);
         assert!(parse_temperature("1.5").is_err());

@@ -131,7 +131,7 @@ pub struct SubtitleArgs {
     /// Files transcribed at once, each by its own worker sharing the one loaded model
     /// [default: the cores divided by --threads, one worker per core without --threads; never
     /// more than there are files].
-    #[arg(short = 'j', long, value_name = "N", value_parser = super::options::parse_count, help_heading = "Performance")]
+    #[arg(short = 'j', long, value_name = "N", value_parser = super::options::parse_workers, help_heading = "Performance")]
     jobs: Option<usize>,
 
     /// Length of the windows long recordings are cut into, at pauses, in seconds (memory

@@ -55,7 +55,7 @@ pub struct TranscribeArgs {
     offset: Option<f64>,
 
     /// Transcribe only this much audio (seconds, MM:SS or HH:MM:SS[.mmm]).
-    #[arg(long, value_name = "TIME", value_parser = timecode::parse_user, help_heading = "Range")]
+    #[arg(long, value_name = "TIME", value_parser = timecode::parse_length, help_heading = "Range")]
     duration: Option<f64>,
 
     #[command(flatten)]

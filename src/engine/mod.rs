@@ -191,6 +191,40 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get())
 }
 
+/// The most threads one transcription uses (4 per core, at least 8): beyond the cores ggml's
+/// workers only spin, and whisper.cpp aborts when the system refuses to create a thread.
+/// [`TranscribeOptions::threads`] above it is lowered to it.
+pub fn max_threads() -> usize {
+    (default_threads() * 4).max(8)
+}
+
+/// The longest prompt handed to whisper, in characters. Whisper reads at most 224 prompt
+/// tokens (about 1,000 characters of English); whisper.cpp's tokenizer recurses once per
+/// character of a word, so a long prompt without spaces overflows the stack.
+pub const MAX_PROMPT_CHARS: usize = 1_200;
+
+/// The end of `prompt` whisper can use: at most [`MAX_PROMPT_CHARS`] characters, starting
+/// after a space where one is near the cut (the end of a prompt is what primes the text).
+pub fn usable_prompt(prompt: &str) -> &str {
+    let count = prompt.chars().count();
+    if count <= MAX_PROMPT_CHARS {
+        return prompt;
+    }
+    let (cut, _) = prompt
+        .char_indices()
+        .nth(count - MAX_PROMPT_CHARS)
+        .unwrap_or((0, ' '));
+    let tail = &prompt[cut..];
+    match tail
+        .char_indices()
+        .take(64)
+        .find(|(_, c)| c.is_whitespace())
+    {
+        Some((i, _)) => tail[i..].trim_start(),
+        None => tail,
+    }
+}
+
 /// Callbacks for one transcription.
 #[derive(Default)]
 pub struct Hooks<'a> {
@@ -452,7 +486,7 @@ impl Engine {
             }
         };
         let mut params = FullParams::new(strategy);
-        params.set_n_threads(opts.threads.max(1) as c_int);
+        params.set_n_threads(opts.threads.clamp(1, max_threads()) as c_int);
         params.set_language(Some(&language));
         params.set_translate(opts.translate && self.info.multilingual);
         params.set_temperature(opts.temperature);
@@ -477,7 +511,7 @@ impl Engine {
             params.set_audio_ctx(((frames + 64).div_ceil(64) * 64).min(1500) as c_int);
         }
         if let Some(prompt) = &opts.initial_prompt {
-            params.set_initial_prompt(prompt);
+            params.set_initial_prompt(usable_prompt(prompt));
         }
 
         let cjk = matches!(
@@ -779,4 +813,20 @@ pub fn language_id(code: &str) -> Option<i32> {
 /// `german`), as OpenAI's API reports languages; `None` if whisper does not know the code.
 pub fn language_name(code: &str) -> Option<&'static str> {
     language_id(code).and_then(whisper_rs::get_lang_str_full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_prompts_keep_their_end() {
+        assert_eq!(usable_prompt("Kubernetes, etcd"), "Kubernetes, etcd");
+        let solid = "é".repeat(50_000);
+        assert_eq!(usable_prompt(&solid).chars().count(), MAX_PROMPT_CHARS);
+        let words = "word ".repeat(10_000) + "last";
+        let kept = usable_prompt(&words);
+        assert!(kept.ends_with("last") && kept.starts_with("word"), "{kept}");
+        assert!(kept.chars().count() <= MAX_PROMPT_CHARS);
+    }
 }

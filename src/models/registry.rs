@@ -182,7 +182,8 @@ impl Registry {
 
     /// Adds the rows of `path`, replacing rows with the same name.
     pub fn merge_file(&mut self, path: &Path) -> Result<(), Error> {
-        let text = std::fs::read_to_string(path)
+        // A registry is one line per model; 4 MiB is far more than any needs.
+        let text = crate::textfile::read_limited(path, 4 << 20)
             .map_err(|e| Error::Usage(format!("registry file {}: {e}", path.display())))?;
         let label = path.display().to_string();
         for entry in parse(&text, &label).map_err(Error::Usage)? {
@@ -256,7 +257,15 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
         }
         let name = cols[0];
         if name.is_empty() || name.contains(['/', '\\']) || name.chars().any(char::is_whitespace) {
-            return Err(bad(format!("bad model name '{name}'")));
+            return Err(bad(format!("bad model name {name:?}")));
+        }
+        // Names are printed to terminals: no escape sequences or other control characters.
+        if let Some(col) = cols[1..]
+            .iter()
+            .chain([&name])
+            .find(|c| c.chars().any(char::is_control))
+        {
+            return Err(bad(format!("control characters in {col:?}")));
         }
         let kind = match cols[1] {
             "whisper" => Kind::Whisper,
@@ -282,7 +291,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
         })?;
         let file = cols[6];
         if file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.') {
-            return Err(bad(format!("bad file name '{file}'")));
+            return Err(bad(format!("bad file name {file:?}")));
         }
         if entries.iter().any(|e| e.name == name) {
             return Err(bad(format!("model '{name}' is listed twice")));

@@ -65,7 +65,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             }
         })
         .collect();
-    let widths: Vec<usize> = texts.iter().map(|t| t.chars().count()).collect();
+    let widths: Vec<usize> = texts.iter().map(|t| text::line_chars(t)).collect();
     let seps: Vec<usize> = (0..n.saturating_sub(1))
         .map(|k| joiner(texts[k], texts[k + 1]).len())
         .collect();

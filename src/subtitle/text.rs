@@ -1,6 +1,8 @@
 //! Text helpers of the engine: counting characters, joining words, telling where a line or
 //! cue may break, and balanced line breaking.
 
+use unicode_segmentation::UnicodeSegmentation;
+
 /// Chinese and Japanese characters (Han, kana, CJK punctuation, full-width forms). Korean is
 /// left out on purpose: Hangul text puts spaces between words.
 pub(crate) fn is_cjk(c: char) -> bool {
@@ -28,14 +30,15 @@ pub(crate) fn joiner(left: &str, right: &str) -> &'static str {
 /// characters, and spaces there are only layout).
 pub(crate) fn reading_chars(text: &str) -> usize {
     let cjk = text.chars().any(is_cjk);
-    text.chars()
-        .filter(|&c| c != '\n' && c != '\r' && !(cjk && c.is_whitespace()))
+    text.graphemes(true)
+        .filter(|g| !(g.starts_with(['\n', '\r']) || cjk && g.chars().all(char::is_whitespace)))
         .count()
 }
 
-/// Characters of a line as it is displayed (for the line-length rule).
+/// Characters of a line as it is displayed (for the line-length rule): grapheme clusters, so
+/// a letter with a combining accent (Unicode NFD, as macOS writes file names) counts once.
 pub(crate) fn line_chars(line: &str) -> usize {
-    line.chars().count()
+    line.graphemes(true).count()
 }
 
 /// Closing quotes and brackets that may follow a sentence's final punctuation.
@@ -348,10 +351,14 @@ mod tests {
         assert_eq!(joiner("안녕", "하세요"), " ");
         assert_eq!(reading_chars("你好 世界"), 4);
         assert_eq!(reading_chars("ab cd\nef"), 7);
+        // "é" as e + U+0301 (NFD) is one character on screen.
+        let nfd = "Cafe\u{301} re\u{301}sume\u{301}";
+        assert_eq!(line_chars(nfd), 11);
+        assert_eq!(reading_chars(nfd), 11);
     }
 
     fn layout(words: &[&str], max: usize) -> Option<Vec<String>> {
-        let widths: Vec<usize> = words.iter().map(|w| w.chars().count()).collect();
+        let widths: Vec<usize> = words.iter().map(|w| line_chars(w)).collect();
         let seps = vec![1; words.len().saturating_sub(1)];
         let costs: Vec<f64> = (0..words.len())
             .map(|k| break_cost(words, k, 0.0))
