@@ -203,26 +203,50 @@ pub fn max_threads() -> usize {
 /// character of a word, so a long prompt without spaces overflows the stack.
 pub const MAX_PROMPT_CHARS: usize = 1_200;
 
+/// The longest run without whitespace handed to whisper: whisper.cpp's tokenizer is
+/// quadratic or worse in a word's length (1,200 characters without a space took minutes).
+const MAX_PROMPT_WORD: usize = 40;
+
 /// The end of `prompt` whisper can use: at most [`MAX_PROMPT_CHARS`] characters, starting
-/// after a space where one is near the cut (the end of a prompt is what primes the text).
-pub fn usable_prompt(prompt: &str) -> &str {
+/// after a space where one is near the cut (the end of a prompt is what primes the text), with
+/// runs longer than any word broken by spaces.
+pub fn usable_prompt(prompt: &str) -> std::borrow::Cow<'_, str> {
     let count = prompt.chars().count();
-    if count <= MAX_PROMPT_CHARS {
-        return prompt;
+    let mut tail = prompt;
+    if count > MAX_PROMPT_CHARS {
+        let (cut, _) = prompt
+            .char_indices()
+            .nth(count - MAX_PROMPT_CHARS)
+            .unwrap_or((0, ' '));
+        tail = &prompt[cut..];
+        if let Some((i, _)) = tail
+            .char_indices()
+            .take(64)
+            .find(|(_, c)| c.is_whitespace())
+        {
+            tail = tail[i..].trim_start();
+        }
     }
-    let (cut, _) = prompt
-        .char_indices()
-        .nth(count - MAX_PROMPT_CHARS)
-        .unwrap_or((0, ' '));
-    let tail = &prompt[cut..];
-    match tail
-        .char_indices()
-        .take(64)
-        .find(|(_, c)| c.is_whitespace())
-    {
-        Some((i, _)) => tail[i..].trim_start(),
-        None => tail,
+    let too_long = tail
+        .split(char::is_whitespace)
+        .any(|w| w.chars().nth(MAX_PROMPT_WORD).is_some());
+    if !too_long {
+        return std::borrow::Cow::Borrowed(tail);
     }
+    let mut out = String::with_capacity(tail.len() + tail.len() / MAX_PROMPT_WORD);
+    let mut run = 0;
+    for c in tail.chars() {
+        if c.is_whitespace() {
+            run = 0;
+        } else if run == MAX_PROMPT_WORD {
+            out.push(' ');
+            run = 1;
+        } else {
+            run += 1;
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Callbacks for one transcription.
@@ -511,7 +535,7 @@ impl Engine {
             params.set_audio_ctx(((frames + 64).div_ceil(64) * 64).min(1500) as c_int);
         }
         if let Some(prompt) = &opts.initial_prompt {
-            params.set_initial_prompt(usable_prompt(prompt));
+            params.set_initial_prompt(&usable_prompt(prompt));
         }
 
         let cjk = matches!(
@@ -823,7 +847,11 @@ mod tests {
     fn long_prompts_keep_their_end() {
         assert_eq!(usable_prompt("Kubernetes, etcd"), "Kubernetes, etcd");
         let solid = "é".repeat(50_000);
-        assert_eq!(usable_prompt(&solid).chars().count(), MAX_PROMPT_CHARS);
+        let kept = usable_prompt(&solid);
+        assert!(kept
+            .split(' ')
+            .all(|w| w.chars().count() <= MAX_PROMPT_WORD));
+        assert_eq!(kept.chars().filter(|&c| c == 'é').count(), MAX_PROMPT_CHARS);
         let words = "word ".repeat(10_000) + "last";
         let kept = usable_prompt(&words);
         assert!(kept.ends_with("last") && kept.starts_with("word"), "{kept}");
