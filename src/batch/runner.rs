@@ -213,6 +213,7 @@ fn transcribe_and_write(
         resume: true,
         split_channels: false,
         max_seconds: None,
+        strict: false,
     };
     let mut on_progress = |fraction: f32| observer.progress(worker, fraction);
     let mut hooks = Hooks {

@@ -71,6 +71,12 @@ pub struct TranscribeArgs {
     #[arg(long, help_heading = "Long recordings")]
     restart: bool,
 
+    /// Fail (exit 1, no output files) when the input is damaged: truncated, undecodable
+    /// packets, NaN samples, samples far beyond full scale. By default such a run warns and
+    /// transcribes what could be read.
+    #[arg(long, help_heading = "Input")]
+    reject_damaged: bool,
+
     /// Length of the windows a recording is cut into, at pauses, in seconds: memory holds
     /// one window, and a checkpoint is written after each.
     #[arg(
@@ -374,6 +380,7 @@ fn transcribe_one(
         resume: !args.restart,
         split_channels: args.split_channels,
         max_seconds: None,
+        strict: args.reject_damaged,
     };
     let mut on_segment = |seg: &Segment| match &bar {
         Some(b) => b.suspend(|| print_segment(seg, stdout, input)),
@@ -389,14 +396,16 @@ fn transcribe_one(
         on_progress: Some(&mut on_progress),
         cancel: Some(cancel),
     };
-    if !args.quiet && !args.restart && input.as_os_str() != "-" {
-        if let Some(ckpt) = verbatim::pipeline::checkpoint_path(&outputs)
-            .and_then(|p| verbatim::pipeline::Checkpoint::load(&p))
+    if !args.quiet {
+        // Only a checkpoint the run will accept (same model, options and intact partial
+        // files) is announced; the pipeline warns when it starts over instead.
+        if let Some(at) =
+            verbatim::pipeline::resume_point(engine, input, &outputs, &pipeline_options)
         {
             print_warning(format!(
                 "{}: resuming after {} (checkpoint found; --restart starts over)",
                 input.display(),
-                timestamp(ckpt.samples_done as f64 / 16_000.0)
+                timestamp(at)
             ));
         }
     }

@@ -69,6 +69,10 @@ pub struct PipelineOptions {
     /// the container's header before decoding, then against the samples as they are
     /// decoded, so a lying header costs no more than the limit ([`Error::TooLong`]).
     pub max_seconds: Option<f64>,
+    /// Treat damage the decoder reports (a truncated file, skipped packets, samples far
+    /// beyond full scale, NaN) as an error: no outputs are kept. Without it they are warnings
+    /// in [`Summary::warnings`] and the run succeeds with what could be read.
+    pub strict: bool,
 }
 
 impl Default for PipelineOptions {
@@ -79,6 +83,7 @@ impl Default for PipelineOptions {
             resume: true,
             split_channels: false,
             max_seconds: None,
+            strict: false,
         }
     }
 }
@@ -169,7 +174,33 @@ pub fn transcribe(
         let stdin = &mut std::io::stdin().lock();
         return transcribe_reader(engine, "-", stdin, outputs, options, hooks);
     }
+    if is_stream(input) {
+        // A FIFO or `<(command)`: it reads once and has no length, like standard input.
+        let mut file = File::open(input).map_err(|e| {
+            let reason = format!("cannot open: {e}");
+            Error::input_from(input, reason, e)
+        })?;
+        let name = input.display().to_string();
+        return transcribe_reader(engine, &name, &mut file, outputs, options, hooks);
+    }
     transcribe_path(engine, input, outputs, options, hooks, true)
+}
+
+/// Whether `path` is a pipe, socket or character device rather than a file.
+fn is_stream(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket() || t.is_char_device()
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 fn transcribe_path(
@@ -270,6 +301,11 @@ fn run(
     let limit_end = options
         .max_seconds
         .map(|max| range_start + (max.max(0.0) * SR as f64) as u64);
+    if let Some(end) = stream.duration_hint.map(|d| (d * SR as f64) as u64) {
+        if range_start > 0 && end <= range_start {
+            return Err(offset_past_end(path, range_start, end));
+        }
+    }
     if let (Some(max), Some(total)) = (options.max_seconds, total_hint) {
         let seconds = total as f64 / SR as f64;
         if seconds > max {
@@ -485,6 +521,24 @@ fn run(
     } else {
         stream.duration_hint.unwrap_or(summary.duration)
     };
+    if range_start > 0 && position <= range_start {
+        return Err(offset_past_end(path, range_start, position));
+    }
+    let warnings = stream.warnings();
+    if options.strict && !warnings.is_empty() {
+        // Nothing of a damaged input is kept: without its checkpoint the partial files go too.
+        if let Some(p) = &ckpt_path {
+            let _ = std::fs::remove_file(p);
+        }
+        let shown = path.display().to_string();
+        let first = warnings[0]
+            .strip_prefix(&format!("{shown}: "))
+            .unwrap_or(&warnings[0]);
+        return Err(Error::input(
+            path,
+            format!("damaged input (--reject-damaged): {first}"),
+        ));
+    }
     // Finish every file: the tail, the aside text, the close; then rename into place.
     summary.language = language.unwrap_or_else(|| opts.language.clone().unwrap_or_default());
     let tail = Transcript {
@@ -521,7 +575,7 @@ fn run(
     if let Some(p) = &ckpt_path {
         let _ = std::fs::remove_file(p);
     }
-    summary.warnings = stream.warnings();
+    summary.warnings = warnings;
     summary.warnings.extend(notes);
     Ok(summary)
 }
@@ -702,6 +756,18 @@ fn open_resumed(
             .map_err(|e| e.to_string())?;
     }
     Ok((file, len, hash))
+}
+
+/// `--offset` at or after the end of the audio: an error, not an empty transcript.
+fn offset_past_end(path: &Path, offset: u64, end: u64) -> Error {
+    Error::input(
+        path,
+        format!(
+            "the offset ({:.1} s) is at or past the end of the audio ({:.1} s)",
+            offset as f64 / SR as f64,
+            end as f64 / SR as f64
+        ),
+    )
 }
 
 /// Where a rerun of this command would resume, in seconds of the file: `Some` only when a
