@@ -132,13 +132,7 @@ pub fn decode_path(path: &Path, keep_channels: bool) -> Result<DecodedAudio> {
 /// through a pipe. Errors found before the first block (missing file, unknown format) are
 /// returned as for [`decode_path`]; the caller validates the samples it receives.
 pub fn stream_path(path: &Path, keep_channels: bool, sink: &mut dyn PcmSink) -> Result<DecodeInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
-    if meta.is_dir() {
-        return Err(Error::input(path, "is a directory, not an audio file"));
-    }
-    if meta.len() == 0 {
-        return Err(Error::input(path, "empty file (0 bytes)"));
-    }
+    let meta = check_input(path)?;
     let mut file =
         std::fs::File::open(path).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
     let mut head = [0u8; 12];
@@ -193,6 +187,19 @@ fn ogg_lacks_end(path: &Path) -> bool {
         .rposition(|w| w[..4] == *b"OggS" && w[4] == 0)
         .map(|i| tail[i + 5]);
     last_page.is_some_and(|flags| flags & 0x04 == 0)
+}
+
+/// The checks every input file gets before anything else touches it (or its outputs): it
+/// exists, is readable, is not a directory and is not empty. Returns its metadata.
+pub fn check_input(path: &Path) -> Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::input_from(path, io_reason(&e), e))?;
+    if meta.is_dir() {
+        return Err(Error::input(path, "is a directory, not an audio file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::input(path, "empty file (0 bytes)"));
+    }
+    Ok(meta)
 }
 
 /// Decodes an encoded file held in memory (e.g. read from standard input).

@@ -56,7 +56,7 @@ pub struct ServeArgs {
     vad: VadArgs,
 
     /// Transcriptions that run at the same time [default: a quarter of the cores, 2 to 8].
-    #[arg(long, value_name = "N", value_parser = super::options::parse_count, help_heading = "Scheduling")]
+    #[arg(long, value_name = "N", value_parser = super::options::parse_workers, help_heading = "Scheduling")]
     concurrency: Option<usize>,
 
     /// Requests that may wait for a free slot; more get 503 with Retry-After

@@ -211,6 +211,8 @@ fn transcribe_path(
     hooks: &mut Hooks<'_>,
     checkpoints: bool,
 ) -> Result<Summary> {
+    // A missing or empty input fails before the outputs' directory or locks are made.
+    crate::audio::decode::check_input(path)?;
     // Held until the outputs are in place (or the run failed): a second run on any of the
     // same outputs fails here, before it touches a partial file or a checkpoint.
     let _lock = OutputLock::acquire(outputs)?;
