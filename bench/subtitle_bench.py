@@ -8,10 +8,10 @@ Files (copied once into a fresh temp input folder):
   all    short + long_ls_2609_3080_concat.flac (204 s): 24 files, 368 s
 
 Rows (--rows picks a comma list; default all):
-  vb        verbatim subtitle IN -o OUT --threads T --beam-size B  (its default -j)
+  vb        verbatim subtitle IN -o OUT --beam-size B, its default split of the T cores
+            (-j T -t 1: -t is threads per worker)
   vb-1x2    same with -j 1 -t T      (one worker, T threads)
-  vb-2x1    same with -j T -t T      (T workers, one thread each; -t is the total, so
-            -j 2 -t 1 would run the same 2 x 1 threads)
+  vb-2x1    same with -j T -t 1      (T workers, one thread each)
   fw        faster-whisper (fw_subtitle.py), int8, word_timestamps=False
   fw-words  same with word_timestamps=True (verbatim's subtitle engine uses word times,
             so this is the like-for-like row)

@@ -573,3 +573,50 @@ fn kept_cases() -> Vec<(String, String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A3: an endless stream of garbage on standard input is refused after its first block,
+/// not buffered until the disk is full; zeros and random bytes alike.
+#[test]
+fn endless_garbage_on_stdin_is_refused_early() {
+    for (what, byte_of) in [
+        ("zeros", (|_| 0u8) as fn(usize) -> u8),
+        ("noise", |i: usize| {
+            (i.wrapping_mul(2_654_435_761) >> 13) as u8
+        }),
+    ] {
+        let started = Instant::now();
+        let mut child = transcribe()
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run verbatim");
+        let mut stdin = child.stdin.take().unwrap();
+        let block: Vec<u8> = (0..65_536).map(byte_of).collect();
+        let mut written = 0usize;
+        // Write until verbatim closes the pipe (or far more than it may read).
+        while written < 256 << 20 {
+            if stdin.write_all(&block).is_err() {
+                break;
+            }
+            written += block.len();
+        }
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{what}: {err}");
+        assert!(err.starts_with("verbatim: error: -: "), "{what}: {err}");
+        assert!(err.contains("not a recognised"), "{what}: {err}");
+        assert!(
+            written < 16 << 20,
+            "{what}: {} MiB read before refusing",
+            written >> 20
+        );
+        eprintln!(
+            "{what}: refused after {} KiB in {:?}",
+            written >> 10,
+            started.elapsed()
+        );
+    }
+}

@@ -256,7 +256,7 @@ fn stdin_takes_the_file_pipeline_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("verbatim: error: -: "), "{err}");
-    assert!(!err.contains("verbatim-stdin-"), "{err}");
+    assert!(!err.contains("verbatim-input-"), "{err}");
     assert_eq!(files_in(tmp.path()), Vec::<String>::new());
 }
 

@@ -920,6 +920,51 @@ fn ffmpeg_fallback(
 }
 
 /// Asks ffprobe (next to ffmpeg) how many channels the first audio stream has.
+/// Whether a stream whose first bytes are in `head` (also written to `file`, which holds
+/// only them so far) is audio or video some decoder here reads: a WAV or ISO-BMFF (MP4, M4A,
+/// MOV) header, a container symphonia recognises, or one ffprobe finds an audio stream in.
+/// Lets standard input refuse garbage after its first block instead of at its end.
+pub fn looks_like_media(head: &[u8], file: &Path) -> bool {
+    // MP4 keeps its index anywhere, often at the end: its header is enough.
+    if is_wav(head) || head.get(4..8) == Some(b"ftyp") {
+        return true;
+    }
+    let cursor = Box::new(Cursor::new(head.to_vec()));
+    let recognised = quietly(|| {
+        symphonia::default::get_probe()
+            .format(
+                &Hint::new(),
+                MediaSourceStream::new(cursor, Default::default()),
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .is_ok()
+    })
+    .unwrap_or(false);
+    if recognised {
+        return true;
+    }
+    let Some(ffmpeg) = ffmpeg_binary() else {
+        return false;
+    };
+    Command::new(ffmpeg.with_file_name("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("audio")
+        })
+}
+
 fn probe_channels(ffmpeg: &Path, file: &Path) -> Option<usize> {
     let ffprobe = ffmpeg.with_file_name("ffprobe");
     let out = Command::new(ffprobe)

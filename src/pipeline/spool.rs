@@ -47,13 +47,13 @@ fn spool(name: &str, reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
         .prefix("verbatim-input-")
         .tempfile()
         .map_err(fail)?;
-    let mut block = vec![0u8; 1 << 20];
+    let mut block = vec![0u8; BLOCK];
     let mut total = 0u64;
+    let mut checked = false;
     loop {
-        let n = match reader.read(&mut block) {
+        let n = match read_full(reader, &mut block) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let reason = format!("cannot read the input: {e}");
                 return Err(Error::input_from(name, reason, e));
@@ -61,12 +61,43 @@ fn spool(name: &str, reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
         };
         file.write_all(&block[..n]).map_err(fail)?;
         total += n as u64;
+        if !checked {
+            // Judge the stream by its first block, as a file is judged by its header,
+            // before copying (possibly endless) garbage to the disk.
+            checked = true;
+            file.flush().map_err(fail)?;
+            if !crate::audio::decode::looks_like_media(&block[..n], file.path()) {
+                return Err(Error::input(
+                    name,
+                    format!(
+                        "not a recognised audio or video format (judged from its first {n} bytes)"
+                    ),
+                ));
+            }
+        }
     }
     if total == 0 {
         return Err(Error::input(name, "empty input (0 bytes)"));
     }
     file.flush().map_err(fail)?;
     Ok(file)
+}
+
+/// Bytes copied per read, and the head a stream is judged by.
+const BLOCK: usize = 1 << 20;
+
+/// Reads until `buf` is full or the input ends (a pipe hands out a few KiB per read).
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Errors name the input, not the temporary file behind it.
