@@ -36,6 +36,16 @@ impl Drop for Listed<'_> {
     }
 }
 
+/// Reads (and drops) a little of a refused request's body so the client sees the answer
+/// instead of a reset connection; never for long.
+async fn drain_briefly(state: &AppState, req: Request) {
+    let _ = tokio::time::timeout(
+        state.options.body_timeout.min(Duration::from_secs(5)),
+        drain(req.into_body(), state.options.max_upload_bytes),
+    )
+    .await;
+}
+
 /// Sets the job's cancel flag when the request's future is dropped before the job is done
 /// (the client went away).
 struct CancelOnDrop {
@@ -208,13 +218,7 @@ async fn handle_audio(
         {
             Some(guard) => Some(guard),
             None => {
-                // Read (and drop) a little of the upload so the client sees the answer
-                // instead of a reset connection; never for long.
-                let _ = tokio::time::timeout(
-                    state.options.body_timeout.min(Duration::from_secs(5)),
-                    drain(req.into_body(), state.options.max_upload_bytes),
-                )
-                .await;
+                drain_briefly(state, req).await;
                 return Err(ApiError::bad_request(
                     None,
                     format!(
@@ -321,13 +325,7 @@ async fn read_request(
         .map(|v| v.to_ascii_lowercase())
         .is_some_and(|v| v.starts_with("multipart/form-data") && v.contains("boundary="));
     if !is_multipart {
-        // Read (and drop) a little of the body so the client sees the answer instead of a
-        // reset connection; never for long.
-        let _ = tokio::time::timeout(
-            state.options.body_timeout.min(Duration::from_secs(5)),
-            drain(req.into_body(), state.options.max_upload_bytes),
-        )
-        .await;
+        drain_briefly(state, req).await;
         return Err(ApiError::bad_request(
             None,
             "The request must be multipart/form-data (with a boundary) with the audio in a `file` field.",
