@@ -515,40 +515,35 @@ fn a_flood_of_request_lines_does_not_stop_the_server() {
 
 #[test]
 fn connection_caps_answer_429_and_503_in_openai_shape() {
-    // Per address: the 6th connection from 127.0.0.1 is turned away with 429 until the idle
-    // ones reach the header timeout.
-    let server = Server::start(&["--max-connections-per-ip", "5", "--header-timeout", "3"]);
+    // Per address: the 6th connection from 127.0.0.1 is turned away with 429 while five are
+    // open. The header timeout is long so that a slow machine cannot close the idle ones
+    // before the 6th arrives (closing at the header timeout has its own tests above).
+    let server = Server::start(&["--max-connections-per-ip", "5", "--header-timeout", "30"]);
     let addr = server.addr;
-    let t0 = Instant::now();
     let idle: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
     server_sees(&idle);
     let mut extra = TcpStream::connect(addr).unwrap();
     extra
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let r = read_reply(&mut extra).expect("no answer to the refused connection");
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.openai_error()["code"], "too_many_connections");
+    assert!(
+        r.text().contains("--max-connections-per-ip 5"),
+        "{}",
+        r.text()
+    );
     // Once the idle ones are closed, this address is served again.
-    loop {
-        if let Ok(r) = server.try_health() {
-            if r.status == 200 {
-                break;
-            }
-        }
+    drop(idle);
+    let t0 = Instant::now();
+    while !matches!(server.try_health(), Ok(r) if r.status == 200) {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
-            "idle connections were not closed at the header timeout"
+            "this address was not served again after its connections closed"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let after = t0.elapsed().as_secs_f64();
-    eprintln!("served again after {after:.1} s");
-    assert!(
-        after >= 2.5,
-        "the idle connections did not hold ({after:.1} s)"
-    );
-    drop(idle);
 
     // In all: past --max-connections, 503.
     let server = Server::start(&["--max-connections", "4", "--header-timeout", "30"]);
@@ -558,7 +553,7 @@ fn connection_caps_answer_429_and_503_in_openai_shape() {
     server_sees(&idle);
     let mut extra = TcpStream::connect(server.addr).unwrap();
     extra
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let r = read_reply(&mut extra).expect("no answer to the refused connection");
     assert_eq!(r.status, 503, "{}", r.text());
@@ -566,7 +561,7 @@ fn connection_caps_answer_429_and_503_in_openai_shape() {
     drop(idle);
     let t0 = Instant::now();
     while !matches!(server.try_health(), Ok(r) if r.status == 200) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "never served again");
+        assert!(t0.elapsed() < Duration::from_secs(10), "never served again");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
