@@ -8,13 +8,12 @@ use std::io::{Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CodecType, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::FormatOptions;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
 
 use crate::error::{Error, Result};
 
@@ -496,30 +495,30 @@ enum SymphoniaFailure {
     Invalid(String),
 }
 
-fn codec_name(codec: CodecType) -> String {
-    use symphonia::core::codecs::*;
+fn codec_name(codec: AudioCodecId) -> String {
+    use symphonia::core::codecs::audio::well_known::*;
     let known = [
-        (CODEC_TYPE_OPUS, "Opus"),
-        (CODEC_TYPE_SPEEX, "Speex"),
-        (CODEC_TYPE_AAC, "AAC"),
-        (CODEC_TYPE_EAC3, "E-AC-3"),
-        (CODEC_TYPE_AC4, "AC-4"),
-        (CODEC_TYPE_DCA, "DTS"),
-        (CODEC_TYPE_WMA, "WMA"),
-        (CODEC_TYPE_WAVPACK, "WavPack"),
-        (CODEC_TYPE_MONKEYS_AUDIO, "Monkey's Audio"),
-        (CODEC_TYPE_TTA, "TTA"),
-        (CODEC_TYPE_MUSEPACK, "Musepack"),
-        (CODEC_TYPE_ATRAC3, "ATRAC3"),
-        (CODEC_TYPE_ATRAC3PLUS, "ATRAC3plus"),
-        (CODEC_TYPE_ADPCM_G722, "G.722"),
-        (CODEC_TYPE_ADPCM_G726, "G.726"),
+        (CODEC_ID_OPUS, "Opus"),
+        (CODEC_ID_SPEEX, "Speex"),
+        (CODEC_ID_AAC, "AAC"),
+        (CODEC_ID_EAC3, "E-AC-3"),
+        (CODEC_ID_AC4, "AC-4"),
+        (CODEC_ID_DCA, "DTS"),
+        (CODEC_ID_WMA, "WMA"),
+        (CODEC_ID_WAVPACK, "WavPack"),
+        (CODEC_ID_MONKEYS_AUDIO, "Monkey's Audio"),
+        (CODEC_ID_TTA, "TTA"),
+        (CODEC_ID_MUSEPACK, "Musepack"),
+        (CODEC_ID_ATRAC3, "ATRAC3"),
+        (CODEC_ID_ATRAC3PLUS, "ATRAC3plus"),
+        (CODEC_ID_ADPCM_G722, "G.722"),
+        (CODEC_ID_ADPCM_G726, "G.726"),
     ];
     if let Some((_, name)) = known.iter().find(|(c, _)| *c == codec) {
         return (*name).to_string();
     }
-    match symphonia::default::get_codecs().get_codec(codec) {
-        Some(desc) => desc.short_name.to_string(),
+    match symphonia::default::get_codecs().get_audio_decoder(codec) {
+        Some(registered) => registered.codec.info.short_name.to_string(),
         None => format!("codec {codec}"),
     }
 }
@@ -546,7 +545,7 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 
 /// Decodes with symphonia, turning a panic inside it into [`SymphoniaFailure::Corrupt`].
 ///
-/// symphonia 0.5 trusts some header fields in arithmetic (e.g. a WAVE_FORMAT_EXTENSIBLE
+/// symphonia trusts some header fields in arithmetic (e.g. a WAVE_FORMAT_EXTENSIBLE
 /// header declaring 102 channels overflows a shift in `fix_channel_mask`), so a malformed file
 /// can panic it. One bad input must not abort a batch: the panic is caught (the binary's panic
 /// hook keeps its message off stderr, see [`inside_guarded_decoder`]).
@@ -581,12 +580,13 @@ fn decode_symphonia_unguarded(
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let format_opts = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
-    };
     let probed = symphonia::default::get_probe()
-        .format(&hint, stream, &format_opts, &MetadataOptions::default())
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .map_err(|e| match e {
             SymphoniaError::Unsupported(_) => SymphoniaFailure::UnknownFormat,
             // The probe (or the reader it picked) ran off the end of the data before finding
@@ -599,24 +599,28 @@ fn decode_symphonia_unguarded(
             }
             other => SymphoniaFailure::Corrupt(other.to_string()),
         })?;
-    let mut format = probed.format;
+    let mut format = probed;
     let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .default_track(TrackType::Audio)
         .ok_or_else(|| SymphoniaFailure::Corrupt("no audio track".into()))?;
     let track_id = track.id;
-    let params = track.codec_params.clone();
+    let announced_frames = track.num_frames;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .cloned()
+        .ok_or_else(|| SymphoniaFailure::Corrupt("no audio track".into()))?;
     if let Some(reason) = params.sample_rate.and_then(super::bad_rate) {
         return Err(SymphoniaFailure::Invalid(reason));
     }
-    if params.channels.map(|c| c.count()) == Some(0) {
+    if params.channels.as_ref().map(|c| c.count()) == Some(0) {
         return Err(SymphoniaFailure::Corrupt(
             "audio track has zero channels".into(),
         ));
     }
     let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| match e {
             SymphoniaError::Unsupported(_) => {
                 SymphoniaFailure::UnsupportedCodec(codec_name(params.codec))
@@ -631,10 +635,10 @@ fn decode_symphonia_unguarded(
     // Why decoding stopped before the end of the stream, when it did.
     let mut cut_short: Option<String> = None;
     let mut sink_stopped = false;
-    let mut interleaved: Option<SampleBuffer<f32>> = None;
+    let mut interleaved: Vec<f32> = Vec::new();
     // A PCM packet shorter than its duration says is only right as the file's last one
     // (the data ends mid-packet): it waits here and is decoded once the stream has ended.
-    let mut short_tail: Option<symphonia::core::formats::Packet> = None;
+    let mut short_tail: Option<symphonia::core::packet::Packet> = None;
     let mut ended = false;
     loop {
         let packet = if ended {
@@ -644,7 +648,11 @@ fn decode_symphonia_unguarded(
             }
         } else {
             match format.next_packet() {
-                Ok(p) => p,
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    ended = true;
+                    continue;
+                }
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
                 {
@@ -666,7 +674,7 @@ fn decode_symphonia_unguarded(
                 }
             }
         };
-        if packet.track_id() != track_id {
+        if packet.track_id != track_id {
             continue;
         }
         if let (false, Some(frame)) = (ended, pcm_frame_bytes(&params)) {
@@ -674,13 +682,18 @@ fn decode_symphonia_unguarded(
             // decoder reads by channel count and sample width; when the two disagree (a
             // crafted header) it decodes noise, so stop here.
             let len = packet.data.len() as u64;
-            let full = packet.dur.saturating_mul(frame);
+            let dur = packet.dur.get();
+            let full = dur.saturating_mul(frame);
             if short_tail.is_some() || (len != full && (len > full || !len.is_multiple_of(frame))) {
                 return Err(SymphoniaFailure::Corrupt(format!(
                     "inconsistent header: {} bytes per frame for {} channels of {}-byte samples",
-                    len / packet.dur.max(1),
-                    params.channels.map_or(0, |c| c.count()),
-                    frame / params.channels.map_or(1, |c| c.count().max(1) as u64),
+                    len / dur.max(1),
+                    params.channels.as_ref().map_or(0, |c| c.count()),
+                    frame
+                        / params
+                            .channels
+                            .as_ref()
+                            .map_or(1, |c| c.count().max(1) as u64),
                 )));
             }
             if len < full {
@@ -700,8 +713,8 @@ fn decode_symphonia_unguarded(
             Err(SymphoniaError::IoError(_)) => break,
             Err(e) => return Err(SymphoniaFailure::Corrupt(e.to_string())),
         };
-        let spec = *decoded.spec();
-        let n_channels = spec.channels.count();
+        let spec = decoded.spec().clone();
+        let n_channels = spec.channels().count();
         if n_channels == 0 {
             return Err(SymphoniaFailure::Corrupt("audio has zero channels".into()));
         }
@@ -712,14 +725,10 @@ fn decode_symphonia_unguarded(
                 "channel count changes mid-stream".into(),
             ));
         }
-        let buf = match &mut interleaved {
-            Some(b) if b.capacity() >= decoded.capacity() * n_channels => b,
-            _ => interleaved.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
-        };
         frames_decoded += decoded.frames() as u64;
-        buf.copy_interleaved_ref(decoded);
+        decoded.copy_to_vec_interleaved(&mut interleaved);
         good_packets += 1;
-        if !sink.block(buf.samples(), n_channels, spec.rate) {
+        if !sink.block(&interleaved, n_channels, spec.rate()) {
             sink_stopped = true;
             break;
         }
@@ -737,7 +746,7 @@ fn decode_symphonia_unguarded(
     }
     if let (false, Some(rate)) = (sink_stopped, params.sample_rate.filter(|&r| r > 0)) {
         let seconds = |frames: u64| frames as f64 / f64::from(rate);
-        let announced = params.n_frames.unwrap_or(0);
+        let announced = announced_frames.unwrap_or(0);
         if let Some(reason) = cut_short {
             warnings.push(format!(
                 "decoding stopped at {:.1} s ({reason}); the rest of the file is unreadable (truncated or damaged)",
@@ -762,20 +771,18 @@ fn decode_symphonia_unguarded(
 
 /// Bytes per interleaved frame for the PCM codecs symphonia decodes (channels x the codec's
 /// sample width), `None` for compressed codecs.
-fn pcm_frame_bytes(params: &symphonia::core::codecs::CodecParameters) -> Option<u64> {
-    use symphonia::core::codecs::*;
+fn pcm_frame_bytes(params: &AudioCodecParameters) -> Option<u64> {
+    use symphonia::core::codecs::audio::well_known::*;
     let width = match params.codec {
-        CODEC_TYPE_PCM_S8 | CODEC_TYPE_PCM_U8 | CODEC_TYPE_PCM_ALAW | CODEC_TYPE_PCM_MULAW => 1,
-        CODEC_TYPE_PCM_S16LE | CODEC_TYPE_PCM_S16BE | CODEC_TYPE_PCM_U16LE
-        | CODEC_TYPE_PCM_U16BE => 2,
-        CODEC_TYPE_PCM_S24LE | CODEC_TYPE_PCM_S24BE | CODEC_TYPE_PCM_U24LE
-        | CODEC_TYPE_PCM_U24BE => 3,
-        CODEC_TYPE_PCM_S32LE | CODEC_TYPE_PCM_S32BE | CODEC_TYPE_PCM_U32LE
-        | CODEC_TYPE_PCM_U32BE | CODEC_TYPE_PCM_F32LE | CODEC_TYPE_PCM_F32BE => 4,
-        CODEC_TYPE_PCM_F64LE | CODEC_TYPE_PCM_F64BE => 8,
+        CODEC_ID_PCM_S8 | CODEC_ID_PCM_U8 | CODEC_ID_PCM_ALAW | CODEC_ID_PCM_MULAW => 1,
+        CODEC_ID_PCM_S16LE | CODEC_ID_PCM_S16BE | CODEC_ID_PCM_U16LE | CODEC_ID_PCM_U16BE => 2,
+        CODEC_ID_PCM_S24LE | CODEC_ID_PCM_S24BE | CODEC_ID_PCM_U24LE | CODEC_ID_PCM_U24BE => 3,
+        CODEC_ID_PCM_S32LE | CODEC_ID_PCM_S32BE | CODEC_ID_PCM_U32LE | CODEC_ID_PCM_U32BE
+        | CODEC_ID_PCM_F32LE | CODEC_ID_PCM_F32BE => 4,
+        CODEC_ID_PCM_F64LE | CODEC_ID_PCM_F64BE => 8,
         _ => return None,
     };
-    Some(width * params.channels?.count() as u64)
+    Some(width * params.channels.as_ref()?.count() as u64)
 }
 
 /// The ffmpeg binary to fall back on: `$VERBATIM_FFMPEG` if set (empty disables the fallback),
@@ -932,11 +939,11 @@ pub fn looks_like_media(head: &[u8], file: &Path) -> bool {
     let cursor = Box::new(Cursor::new(head.to_vec()));
     let recognised = quietly(|| {
         symphonia::default::get_probe()
-            .format(
+            .probe(
                 &Hint::new(),
                 MediaSourceStream::new(cursor, Default::default()),
-                &FormatOptions::default(),
-                &MetadataOptions::default(),
+                FormatOptions::default(),
+                MetadataOptions::default(),
             )
             .is_ok()
     })

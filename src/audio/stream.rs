@@ -335,29 +335,29 @@ fn decode_thread(
 
 /// The duration the container's header declares, without decoding (for progress and ETA).
 pub fn probe_duration(path: &Path) -> Option<f64> {
-    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::formats::{FormatOptions, TrackType};
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
-    use symphonia::core::probe::Hint;
     let file = std::fs::File::open(path).ok()?;
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
     // A malformed header may panic symphonia; a missing estimate is harmless.
-    let probed = super::decode::quietly(|| {
+    let format = super::decode::quietly(|| {
         symphonia::default::get_probe()
-            .format(
+            .probe(
                 &hint,
                 MediaSourceStream::new(Box::new(file), Default::default()),
-                &FormatOptions::default(),
-                &MetadataOptions::default(),
+                FormatOptions::default(),
+                MetadataOptions::default(),
             )
             .ok()
     })
     .ok()??;
-    let track = probed.format.default_track()?;
-    let frames = track.codec_params.n_frames?;
-    let rate = track.codec_params.sample_rate?;
+    let track = format.default_track(TrackType::Audio)?;
+    let frames = track.num_frames?;
+    let rate = track.codec_params.as_ref()?.audio()?.sample_rate?;
     (rate > 0).then(|| frames as f64 / f64::from(rate))
 }
