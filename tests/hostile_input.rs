@@ -620,3 +620,80 @@ fn endless_garbage_on_stdin_is_refused_early() {
         );
     }
 }
+
+/// A valid stream that never ends (a WAV header of unknown length, speech, then silence for
+/// ever) is decoded as it arrives: memory stays bounded, nothing is copied to disk, and
+/// `--duration` ends the run after that much audio (the old spooling read to the end first).
+#[test]
+fn endless_valid_stdin_streams_in_bounded_memory_and_no_disk() {
+    let tmp = tempdir();
+    let wav = std::fs::read(audio(SPEECH)).unwrap();
+    assert_eq!(&wav[36..40], b"data", "{SPEECH} no longer has data at 36");
+    let mut head = wav[..44].to_vec();
+    head[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    head[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    let started = Instant::now();
+    let mut child = transcribe()
+        .env("TMPDIR", tmp.path())
+        .args(["--duration", "120", "--no-timestamps", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run verbatim");
+    let mut stdin = child.stdin.take().unwrap();
+    let speech = wav[44..].to_vec();
+    let writer = std::thread::spawn(move || {
+        let mut written = 0usize;
+        let zeros = vec![0u8; 65_536];
+        if stdin.write_all(&head).is_ok() && stdin.write_all(&speech).is_ok() {
+            // Far more than 120 s (3.8 MB) of silence, unless verbatim closes the pipe.
+            while written < 1 << 30 && stdin.write_all(&zeros).is_ok() {
+                written += zeros.len();
+            }
+        }
+        written
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let (mut peak_kb, mut peak_disk) = (0u64, 0u64);
+    while child.try_wait().unwrap().is_none() {
+        if let Some(kb) = std::fs::read_to_string(&status_path).ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        let disk: u64 = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        peak_disk = peak_disk.max(disk);
+        if started.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            panic!("still running after 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        wer(&reference(SPEECH), &stdout(&output)) < 0.5,
+        "{}",
+        stdout(&output)
+    );
+    eprintln!(
+        "{} KiB of silence written, peak {} MB, temporary files {} KiB at most, {:?}",
+        written >> 10,
+        peak_kb / 1024,
+        peak_disk >> 10,
+        started.elapsed()
+    );
+    assert!(written < 64 << 20, "{} MiB read", written >> 20);
+    assert!(peak_kb < 400 << 10, "peak {} MB", peak_kb >> 10);
+    assert!(peak_disk <= 1 << 20, "{peak_disk} bytes of temporary files");
+    assert_eq!(files_in(tmp.path()), Vec::<String>::new());
+}

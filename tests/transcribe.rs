@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -207,9 +207,9 @@ fn stdin_is_read_with_dash() {
     assert_eq!(files_in(dir.path()), vec!["stdin.txt"]);
 }
 
-/// Standard input goes through the same streaming pipeline as a file (spooled to a private
-/// temporary file): a container that needs seeking (M4A), split channels, errors naming `-`,
-/// and no temporary file left behind.
+/// Standard input goes through the same pipeline as a file. A container that needs seeking
+/// (M4A) and split channels are spooled to a private temporary file; errors name `-`, and no
+/// temporary file is left behind.
 #[test]
 fn stdin_takes_the_file_pipeline_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,6 +258,52 @@ fn stdin_takes_the_file_pipeline_and_leaves_nothing_behind() {
     assert!(err.starts_with("verbatim: error: -: "), "{err}");
     assert!(!err.contains("verbatim-input-"), "{err}");
     assert_eq!(files_in(tmp.path()), Vec::<String>::new());
+}
+
+/// Streams on standard input are decoded as they arrive, nothing copied to disk: FLAC and a
+/// WAV of unknown length by symphonia, Opus (no built-in decoder) by ffmpeg fed from the pipe.
+#[test]
+fn stdin_streams_are_decoded_as_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let opus = dir.path().join("jfk.opus");
+    let wav = dir.path().join("jfk-streamed.wav");
+    for (args, out) in [
+        (vec!["-c:a", "libopus", "-f", "ogg"], &opus),
+        // ffmpeg writing WAV to a pipe leaves the lengths at 0xFFFFFFFF.
+        (vec!["-f", "wav"], &wav),
+    ] {
+        let status = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-i"])
+            .arg(audio("jfk.flac"))
+            .args(args)
+            .arg("pipe:1")
+            .stdout(std::fs::File::create(out).unwrap())
+            .status()
+            .expect("MISSING TOOL: ffmpeg (CI installs it)");
+        assert!(status.success());
+    }
+    for input in [audio("jfk.flac"), opus, wav] {
+        let out = run(transcribe()
+            .env("TMPDIR", tmp.path())
+            .args(["--no-timestamps", "-f", "txt", "-o"])
+            .arg(dir.path())
+            .arg("-")
+            .stdin(std::fs::File::open(&input).unwrap()));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            input.display(),
+            stderr(&out)
+        );
+        assert!(
+            wer(&reference("jfk.flac"), &stdout(&out)) <= 0.1,
+            "{}: {}",
+            input.display(),
+            stdout(&out)
+        );
+        assert_eq!(files_in(tmp.path()), Vec::<String>::new());
+    }
 }
 
 #[test]

@@ -149,14 +149,16 @@ pub fn stream_path(path: &Path, keep_channels: bool, sink: &mut dyn PcmSink) -> 
                     .map_err(|e| Error::input_from(path, io_reason(&e), e))?;
                 Ok(Box::new(file))
             },
-            |failure, sink| ffmpeg_fallback(path, path, failure, keep_channels, sink),
+            |failure, sink| {
+                ffmpeg_fallback(path, FfmpegInput::File(path), failure, keep_channels, sink)
+            },
             sink,
         )
     } else {
         let hint = path.extension().and_then(|e| e.to_str());
         let mut info = match decode_symphonia(Box::new(file), hint, sink) {
             Ok(info) => info,
-            Err(err) => ffmpeg_fallback(path, path, err, keep_channels, sink)?,
+            Err(err) => ffmpeg_fallback(path, FfmpegInput::File(path), err, keep_channels, sink)?,
         };
         if head.starts_with(b"OggS") && ogg_lacks_end(path) {
             info.warnings.push(
@@ -238,7 +240,7 @@ fn ffmpeg_fallback_bytes(
         // Only the message is wanted; no temp file needed.
         return ffmpeg_fallback(
             Path::new(name),
-            Path::new(name),
+            FfmpegInput::File(Path::new(name)),
             failure,
             keep_channels,
             sink,
@@ -249,7 +251,13 @@ fn ffmpeg_fallback_bytes(
         .map_err(|e| Error::input(name, format!("cannot create temp file: {e}")))?;
     std::io::Write::write_all(&mut tmp, data)
         .map_err(|e| Error::input(name, format!("cannot write temp file: {e}")))?;
-    ffmpeg_fallback(Path::new(name), tmp.path(), failure, keep_channels, sink)
+    ffmpeg_fallback(
+        Path::new(name),
+        FfmpegInput::File(tmp.path()),
+        failure,
+        keep_channels,
+        sink,
+    )
 }
 
 /// Decodes a WAV with hound. A WAV variant hound cannot read (another codec such as A-law,
@@ -300,7 +308,7 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
     Ok(filled)
 }
 
-fn is_wav(head: &[u8]) -> bool {
+pub(super) fn is_wav(head: &[u8]) -> bool {
     head.len() >= 12
         && (&head[0..4] == b"RIFF" || &head[0..4] == b"RF64")
         && &head[8..12] == b"WAVE"
@@ -484,7 +492,7 @@ fn decode_wav<R: Read + Seek>(
 
 /// Why symphonia could not decode a file, so the fallback can say something precise.
 #[derive(Debug)]
-enum SymphoniaFailure {
+pub(super) enum SymphoniaFailure {
     /// No format reader recognised the container.
     UnknownFormat,
     /// The container was read but its codec has no decoder here.
@@ -549,8 +557,8 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 /// header declaring 102 channels overflows a shift in `fix_channel_mask`), so a malformed file
 /// can panic it. One bad input must not abort a batch: the panic is caught (the binary's panic
 /// hook keeps its message off stderr, see [`inside_guarded_decoder`]).
-fn decode_symphonia(
-    source: Box<dyn MediaSource>,
+pub(super) fn decode_symphonia(
+    source: Box<dyn MediaSource + '_>,
     extension: Option<&str>,
     sink: &mut dyn PcmSink,
 ) -> std::result::Result<DecodeInfo, SymphoniaFailure> {
@@ -571,7 +579,7 @@ fn decode_symphonia(
 }
 
 fn decode_symphonia_unguarded(
-    source: Box<dyn MediaSource>,
+    source: Box<dyn MediaSource + '_>,
     extension: Option<&str>,
     sink: &mut dyn PcmSink,
 ) -> std::result::Result<DecodeInfo, SymphoniaFailure> {
@@ -797,9 +805,15 @@ pub fn ffmpeg_binary() -> Option<PathBuf> {
     which::which_global("ffmpeg").ok()
 }
 
-fn ffmpeg_fallback(
+/// What ffmpeg reads: a file, or a stream fed to its standard input.
+pub(super) enum FfmpegInput<'a> {
+    File(&'a Path),
+    Pipe(&'a mut (dyn Read + Send + Sync)),
+}
+
+pub(super) fn ffmpeg_fallback(
     display: &Path,
-    file: &Path,
+    input: FfmpegInput<'_>,
     failure: SymphoniaFailure,
     keep_channels: bool,
     sink: &mut dyn PcmSink,
@@ -819,24 +833,51 @@ fn ffmpeg_fallback(
             },
         ));
     };
-    let channels = if keep_channels {
-        probe_channels(&ffmpeg, file).unwrap_or(1)
-    } else {
-        1
+    let (file, mut feed) = match input {
+        FfmpegInput::File(file) => (Some(file), None),
+        FfmpegInput::Pipe(reader) => (None, Some(reader)),
     };
-    let mut child = Command::new(&ffmpeg)
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
-        .arg(file)
+    let channels = match file {
+        Some(file) if keep_channels => probe_channels(&ffmpeg, file).unwrap_or(1),
+        _ => 1,
+    };
+    let mut command = Command::new(&ffmpeg);
+    command.args(["-hide_banner", "-loglevel", "error", "-i"]);
+    match file {
+        Some(file) => command.arg(file).stdin(Stdio::null()),
+        None => command.arg("pipe:0").stdin(Stdio::piped()),
+    };
+    let mut child = command
         .args(["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ar"])
         .arg(super::WHISPER_SAMPLE_RATE.to_string())
         .arg("-ac")
         .arg(channels.to_string())
         .arg("-")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::input(display, format!("cannot run {}: {e}", ffmpeg.display())))?;
+    let stdin_pipe = child.stdin.take();
+    std::thread::scope(|scope| {
+        if let (Some(mut to_ffmpeg), Some(reader)) = (stdin_pipe, feed.take()) {
+            // Fed on its own thread: ffmpeg reads its input while its output is read here.
+            // It ends at the input's end, or when ffmpeg exits (a broken pipe).
+            scope.spawn(move || {
+                let _ = std::io::copy(reader, &mut to_ffmpeg);
+            });
+        }
+        read_ffmpeg(display, &mut child, failure, channels, sink)
+    })
+}
+
+/// Reads ffmpeg's PCM output into `sink` and turns its exit into a result.
+fn read_ffmpeg(
+    display: &Path,
+    child: &mut std::process::Child,
+    failure: SymphoniaFailure,
+    channels: usize,
+    sink: &mut dyn PcmSink,
+) -> Result<DecodeInfo> {
     // stderr is drained on its own thread so a chatty ffmpeg never blocks on a full pipe.
     let mut stderr_pipe = child.stderr.take();
     let stderr_reader = std::thread::spawn(move || {

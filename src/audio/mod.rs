@@ -2,6 +2,7 @@
 //! 16 kHz mono `f32` whisper wants ([`resample`]). The only module that decodes or resamples.
 
 pub mod decode;
+pub mod pipe;
 pub mod resample;
 pub mod stream;
 

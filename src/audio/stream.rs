@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::decode::{stream_path, DecodeInfo, PcmSink};
+use super::pipe::{stream_pipe, PipeInput};
 use super::resample::StreamResampler;
 use super::WHISPER_SAMPLE_RATE;
 use crate::{Error, Result};
@@ -39,6 +40,14 @@ pub struct AudioStream {
     channels: Arc<std::sync::atomic::AtomicUsize>,
     /// Duration in seconds read from the container's header, when it says.
     pub duration_hint: Option<f64>,
+    /// Reading a stream: the decoder may be blocked reading it, so it is not waited for.
+    detach: bool,
+}
+
+/// What the decoder thread reads.
+enum Origin {
+    File(PathBuf),
+    Pipe(PipeInput),
 }
 
 impl AudioStream {
@@ -52,20 +61,36 @@ impl AudioStream {
     /// Like [`AudioStream::open`], but the samples are those of one input channel (0-based)
     /// instead of the downmix; [`AudioStream::channels`] says how many there are.
     pub fn open_channel(path: &Path, channel: Option<usize>) -> Result<AudioStream> {
+        let duration_hint = probe_duration(path);
+        Self::start(Origin::File(path.to_path_buf()), channel, duration_hint)
+    }
+
+    /// Starts decoding a stream that can be read only once (standard input, a FIFO), as it
+    /// arrives: nothing beyond its kept head is buffered. Downmixed; no duration is known.
+    pub fn open_pipe(input: PipeInput) -> Result<AudioStream> {
+        Self::start(Origin::Pipe(input), None, None)
+    }
+
+    fn start(
+        origin: Origin,
+        channel: Option<usize>,
+        duration_hint: Option<f64>,
+    ) -> Result<AudioStream> {
+        let path = match &origin {
+            Origin::File(path) => path.clone(),
+            Origin::Pipe(input) => input.name().to_path_buf(),
+        };
+        let path = path.as_path();
+        let detach = matches!(origin, Origin::Pipe(_));
         let (tx, rx) = sync_channel(AHEAD);
         let stop = Arc::new(AtomicBool::new(false));
         let levels = Arc::new(Levels::default());
         let channels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = {
-            let (owned, stop, levels, count) = (
-                path.to_path_buf(),
-                stop.clone(),
-                levels.clone(),
-                channels.clone(),
-            );
+            let (stop, levels, count) = (stop.clone(), levels.clone(), channels.clone());
             std::thread::Builder::new()
                 .name("verbatim-decode".into())
-                .spawn(move || decode_thread(&owned, channel, tx, stop, levels, count))
+                .spawn(move || decode_thread(origin, channel, tx, stop, levels, count))
                 .map_err(|e| Error::input(path, format!("cannot start the decoder: {e}")))?
         };
         let mut stream = AudioStream {
@@ -77,7 +102,8 @@ impl AudioStream {
             info: None,
             levels,
             channels,
-            duration_hint: probe_duration(path),
+            duration_hint,
+            detach,
         };
         // Wait for the first chunk so that "not an audio file" fails here, not mid-run.
         match stream.recv()? {
@@ -151,6 +177,10 @@ impl Drop for AudioStream {
         // The decoder checks `stop` at every block; receiving unblocks it if it waits on a
         // full channel. It drops its sender when it ends, which ends this loop.
         self.stop.store(true, Ordering::SeqCst);
+        if self.detach {
+            // It ends at its next block (the receiver is gone) or when the stream ends.
+            return;
+        }
         if let Some(thread) = self.thread.take() {
             loop {
                 match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
@@ -282,7 +312,7 @@ impl PcmSink for MonoSink {
 }
 
 fn decode_thread(
-    path: &Path,
+    mut origin: Origin,
     channel: Option<usize>,
     tx: SyncSender<Message>,
     stop: Arc<AtomicBool>,
@@ -301,7 +331,14 @@ fn decode_thread(
         out: Vec::new(),
         error: None,
     };
-    let result = stream_path(path, channel.is_some(), &mut sink);
+    let (result, path) = match &mut origin {
+        Origin::File(path) => (
+            stream_path(path, channel.is_some(), &mut sink),
+            path.clone(),
+        ),
+        Origin::Pipe(input) => (stream_pipe(input, &mut sink), input.name().to_path_buf()),
+    };
+    let path = path.as_path();
     let result = match (result, sink.error.take()) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(reason)) => Err(Error::input(path, reason)),

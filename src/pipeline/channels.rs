@@ -25,7 +25,7 @@ pub(super) fn transcribe(
             channel: None,
             checkpoints: true,
         };
-        return windowed(engine, path, outputs, options, hooks, mode);
+        return windowed(engine, path, None, outputs, options, hooks, mode);
     }
 
     let no_files = Outputs {
@@ -58,7 +58,15 @@ pub(super) fn transcribe(
             channel: Some(channel),
             checkpoints: false,
         };
-        let result = windowed(engine, path, &no_files, options, &mut channel_hooks, mode);
+        let result = windowed(
+            engine,
+            path,
+            None,
+            &no_files,
+            options,
+            &mut channel_hooks,
+            mode,
+        );
         hooks.on_segment = user_segment;
         hooks.on_progress = user_progress;
         let part = result?;

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::audio::pipe::PipeInput;
 use crate::audio::{AudioStream, WHISPER_SAMPLE_RATE};
 use crate::engine::{Engine, Hooks, TranscribeOptions};
 use crate::output::{Format, JsonMeta, OutputFormat, WriterState};
@@ -160,8 +161,8 @@ fn out_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Er
 }
 
 /// The one way to transcribe an input into its outputs, for the CLI, the batch runner and
-/// library users: `input` is a file, or `-` for standard input (spooled to a temporary file,
-/// so memory stays bounded as for a file). Calls `hooks.on_segment` with each final segment
+/// library users: `input` is a file, or `-` for standard input (decoded as it arrives, so
+/// memory stays bounded as for a file). Calls `hooks.on_segment` with each final segment
 /// (file timeline) and `hooks.on_progress` with the fraction done.
 pub fn transcribe(
     engine: &Engine,
@@ -171,17 +172,17 @@ pub fn transcribe(
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
     if input.as_os_str() == "-" {
-        let stdin = &mut std::io::stdin().lock();
-        return transcribe_reader(engine, "-", stdin, outputs, options, hooks);
+        let stdin = Box::new(std::io::stdin());
+        return spool::transcribe_stream(engine, "-", stdin, outputs, options, hooks);
     }
     if is_stream(input) {
         // A FIFO or `<(command)`: it reads once and has no length, like standard input.
-        let mut file = File::open(input).map_err(|e| {
+        let file = File::open(input).map_err(|e| {
             let reason = format!("cannot open: {e}");
             Error::input_from(input, reason, e)
         })?;
         let name = input.display().to_string();
-        return transcribe_reader(engine, &name, &mut file, outputs, options, hooks);
+        return spool::transcribe_stream(engine, &name, Box::new(file), outputs, options, hooks);
     }
     transcribe_path(engine, input, outputs, options, hooks, true)
 }
@@ -223,7 +224,7 @@ fn transcribe_path(
         channel: None,
         checkpoints,
     };
-    windowed(engine, path, outputs, options, hooks, mode)
+    windowed(engine, path, None, outputs, options, hooks, mode)
 }
 
 /// Transcribes `path` window by window into `outputs` (downmixed; resumable).
@@ -250,15 +251,17 @@ struct Mode {
     checkpoints: bool,
 }
 
+/// Transcribes `path` (or, with `pipe`, the stream it names) window by window.
 fn windowed(
     engine: &Engine,
     path: &Path,
+    pipe: Option<PipeInput>,
     outputs: &Outputs,
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
     mode: Mode,
 ) -> Result<Summary> {
-    let result = run(engine, path, outputs, options, hooks, mode);
+    let result = run(engine, path, pipe, outputs, options, hooks, mode);
     if result.is_err() {
         // With a checkpoint, the partial files are the work a rerun resumes from; without
         // one (stopped inside the first window) they hold nothing worth keeping.
@@ -276,12 +279,16 @@ fn windowed(
 fn run(
     engine: &Engine,
     path: &Path,
+    pipe: Option<PipeInput>,
     outputs: &Outputs,
     options: &PipelineOptions,
     hooks: &mut Hooks<'_>,
     mode: Mode,
 ) -> Result<Summary> {
-    let mut stream = AudioStream::open_channel(path, mode.channel)?;
+    let mut stream = match pipe {
+        Some(pipe) => AudioStream::open_pipe(pipe)?,
+        None => AudioStream::open_channel(path, mode.channel)?,
+    };
     let opts = &options.transcribe;
     let window_len = ((options.window_seconds.max(30.0)) * SR as f64) as usize;
     let range_start = (opts.offset.max(0.0) * SR as f64) as u64;
