@@ -392,6 +392,33 @@ fn corrupted_byte_fails_the_checksum_and_leaves_nothing() {
     assert_eq!(fx.store_files(), Vec::<String>::new());
 }
 
+/// A registry line whose file matches its checksum but is not a model of its kind (here the
+/// VAD model listed as a Whisper model) is refused after the download, never installed.
+#[test]
+fn a_download_that_is_not_a_usable_model_is_not_installed() {
+    let fx = Fixture::new(Fault::None);
+    let vad = vad_model();
+    let mut registry = std::fs::read_to_string(&fx.registry).unwrap();
+    registry.push_str(&format!(
+        "mixed-up\twhisper\ten\t{}\tsha256:{}\tggml-org/whisper-vad\tggml-silero-v6.2.0.bin\n",
+        std::fs::metadata(&vad).unwrap().len(),
+        sha256(&vad)
+    ));
+    std::fs::write(&fx.registry, registry).unwrap();
+    let out = run(fx.cmd().args(["models", "pull", "mixed-up"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("download of mixed-up"), "{err}");
+    assert!(err.contains("Silero VAD model"), "{err}");
+    assert!(err.contains("removed"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(fx.store_files(), Vec::<String>::new());
+}
+
 #[test]
 fn not_found_and_connection_refused_are_clear() {
     let fx = Fixture::new(Fault::None);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::download::{hash_file, human_bytes, Event};
-use super::registry::Entry;
+use super::registry::{Entry, Kind};
 use crate::error::Error;
 
 /// Attempts per download before a transient failure is reported (dropped connections resume).
@@ -85,6 +85,23 @@ pub fn download(
         return Err(Error::Store(format!(
             "checksum mismatch for {} downloaded from {url}: expected {}, got {}:{got}; the file was removed (a corrupted transfer or a changed upstream file)",
             entry.name, entry.checksum, entry.checksum.algorithm()
+        )));
+    }
+    // The checksum says the bytes are the registry's; only this says whisper.cpp can load
+    // them (a registry line may name the wrong kind, or a hostile file).
+    let usable = match entry.kind {
+        Kind::Whisper => super::ggml::validate_whisper(&part).map(|_| ()),
+        Kind::Vad => super::ggml::validate_vad(&part),
+    };
+    if let Err(e) = usable {
+        let _ = std::fs::remove_file(&part);
+        let reason = match e {
+            Error::Model { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return Err(Error::Store(format!(
+            "download of {} from {url} matches its checksum but is {reason}; the file was removed",
+            entry.name
         )));
     }
     std::fs::rename(&part, dest)
