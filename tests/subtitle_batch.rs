@@ -320,6 +320,39 @@ fn a_corrupt_file_is_reported_and_the_rest_succeed() {
     assert!(input.join("good.srt").is_file());
     assert!(input.join("also-good.srt").is_file());
     assert!(!input.join("broken.srt").exists());
+    assert!(r[&input.join("good.flac").display().to_string()]
+        .get("warnings")
+        .is_none());
+
+    // A truncated file is subtitled up to the cut, and the cut is said on stderr and in the
+    // report (the batch used to drop the decoder's warnings).
+    let cut_dir = dir.path().join("cut");
+    std::fs::create_dir_all(&cut_dir).unwrap();
+    let whole = std::fs::read(audio("1688-142285-0000.flac")).unwrap();
+    let cut = cut_dir.join("cut.flac");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let rep = dir.path().join("cut.jsonl");
+    let out = run(subtitle().arg(&cut_dir).arg("--report").arg(&rep));
+    assert_eq!(code(&out), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "verbatim: warning: {}: the audio ends at",
+            cut.display()
+        )),
+        "{err}"
+    );
+    let r = report(&rep);
+    let warnings = r[&cut.display().to_string()]["warnings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("truncated"),
+        "{warnings:?}"
+    );
+    assert!(cut_dir.join("cut.srt").is_file());
 
     // Nothing succeeds: exit 1.
     let only_bad = dir.path().join("bad");

@@ -62,6 +62,10 @@ pub struct Record {
     pub rule_violations: Option<usize>,
     /// Wall-clock seconds spent on the file.
     pub wall_seconds: f64,
+    /// What went wrong without stopping it (a truncated or damaged file, a skipped packet),
+    /// one line each naming the file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Record {
@@ -76,6 +80,7 @@ impl Record {
             error: None,
             rule_violations: None,
             wall_seconds: 0.0,
+            warnings: Vec::new(),
         }
     }
 }
@@ -224,6 +229,7 @@ fn transcribe_and_write(
     let summary =
         crate::pipeline::transcribe(engine, path, &outputs, &pipeline_options, &mut hooks)?;
     record.audio_duration = Some(summary.duration);
+    record.warnings = summary.warnings.clone();
     record.language = (!summary.language.is_empty()).then(|| summary.language.clone());
     if options.naming.formats.iter().any(|f| f.is_subtitle()) {
         record.rule_violations = Some(summary.rule_violations);

@@ -681,12 +681,20 @@ impl Observer for Display {
                 record.error.as_deref().unwrap_or("unknown error")
             ),
         };
-        match &self.multi {
-            Some(multi) => {
-                let _ = multi.println(line);
+        let shown = self.multi.is_some() || !self.quiet || record.status == Status::Failed;
+        // Damage (a truncated file, skipped packets) is said as `transcribe` says it.
+        let warnings = record
+            .warnings
+            .iter()
+            .map(|w| format!("verbatim: warning: {w}"));
+        let lines = std::iter::once(line).chain(warnings).filter(|_| shown);
+        for line in lines {
+            match &self.multi {
+                Some(multi) => {
+                    let _ = multi.println(line);
+                }
+                None => eprintln!("{line}"),
             }
-            None if !self.quiet || record.status == Status::Failed => eprintln!("{line}"),
-            None => {}
         }
         self.redraw(&state);
     }
