@@ -58,6 +58,15 @@ pub enum Error {
         #[source]
         source: Option<Source>,
     },
+    /// Another run holds the lock on one of the outputs (it is writing them); this run
+    /// touched none of its files.
+    #[error("{}: cannot write output: another verbatim run is writing it (its lock {} is held); wait for that run to end or write elsewhere", path.display(), lock.display())]
+    Busy {
+        /// The output.
+        path: PathBuf,
+        /// The lock file held by the other run.
+        lock: PathBuf,
+    },
     /// The input is longer than the limit the caller set ([`crate::pipeline::PipelineOptions::max_seconds`]).
     #[error("{}: {}the limit is {max:.0} s", path.display(), seconds.map_or_else(|| "the audio runs past the limit; ".to_string(), |s| format!("the audio is {s:.1} s long; ")))]
     TooLong {

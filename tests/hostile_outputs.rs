@@ -205,6 +205,53 @@ fn a_held_lock_fails_the_second_run_at_once_and_a_stale_one_does_not() {
     assert_eq!(files_in(&out), ["jfk.json", "jfk.srt"]);
 }
 
+/// D1 in a batch: a file whose outputs another run is writing is left to that run (reported
+/// as "busy", not failed: an overlapping or retried batch is no error); the others are done.
+#[test]
+fn a_batch_leaves_a_file_another_run_is_writing_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(audio("jfk.flac"), input.join("jfk.flac")).unwrap();
+    std::fs::copy(audio("1688-142285-0002.flac"), input.join("short.flac")).unwrap();
+    let lock = std::fs::File::create(input.join("jfk.srt.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let report = dir.path().join("r.jsonl");
+    let o = run(verbatim()
+        .arg("subtitle")
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model())
+        .arg(&input)
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("(another verbatim run is writing its outputs)"),
+        "{err}"
+    );
+    assert!(err.contains("1 ok, 1 skipped, 0 failed"), "{err}");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let jfk = records
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("jfk.flac"))
+        .unwrap();
+    assert_eq!(jfk["status"], "busy", "{jfk}");
+    assert!(
+        jfk["error"].as_str().unwrap().contains("jfk.srt.lock"),
+        "{jfk}"
+    );
+    assert!(!input.join("jfk.srt").exists());
+    assert!(input.join("short.srt").is_file());
+    drop(lock);
+}
+
 /// D1: two runs started together on the same outputs with different models: each final file
 /// is valid and wholly from the run that succeeded; the other failed clearly.
 #[test]

@@ -40,6 +40,9 @@ pub enum Status {
     Skipped,
     /// Failed (the record's `error` says why); nothing was written for it.
     Failed,
+    /// Another run (an overlapping batch, a retried task) was writing its outputs: left to
+    /// it, untouched (`error` names the output and its lock).
+    Busy,
 }
 
 /// One line of the `--report` JSON Lines file.
@@ -169,6 +172,10 @@ fn process(
             record.outputs = outputs;
         }
         Err(Error::Cancelled) => return None,
+        Err(e @ Error::Busy { .. }) => {
+            record.status = Status::Busy;
+            record.error = Some(e.to_string());
+        }
         Err(e) => {
             record.status = Status::Failed;
             record.error = Some(e.to_string());

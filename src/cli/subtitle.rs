@@ -354,7 +354,8 @@ pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
 
     let count = |s: Status| records.iter().filter(|r| r.status == s).count();
     let (ok, failed) = (count(Status::Ok), count(Status::Failed));
-    let skipped = skipped.len() + count(Status::Skipped);
+    // A file another run is writing is left to it, as one done meanwhile is.
+    let skipped = skipped.len() + count(Status::Skipped) + count(Status::Busy);
     let audio: f64 = records
         .iter()
         .filter_map(|r| r.audio_duration)
@@ -676,6 +677,10 @@ impl Observer for Display {
                 }
             ),
             Status::Skipped => format!("skipped {} (done meanwhile)", record.path.display()),
+            Status::Busy => format!(
+                "skipped {} (another verbatim run is writing its outputs)",
+                record.path.display()
+            ),
             Status::Failed => format!(
                 "failed  {}",
                 record.error.as_deref().unwrap_or("unknown error")

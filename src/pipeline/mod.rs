@@ -965,14 +965,9 @@ fn lock_one(output: &Path) -> Result<(PathBuf, File)> {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Output {
+                return Err(Error::Busy {
                     path: output.to_path_buf(),
-                    reason: format!(
-                        "another verbatim run is writing it (its lock {} is held); wait for \
-                         that run to end or write elsewhere",
-                        path.display()
-                    ),
-                    source: None,
+                    lock: path,
                 })
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(out_err(&path, e)),
