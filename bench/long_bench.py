@@ -9,8 +9,8 @@ concatenated with sox; no PCM is held in Python.
 
 Rows:
   stream   verbatim transcribe FILE ...        (streaming, windows of --window s)
-  stdin    verbatim transcribe - ... < FILE    (standard input: spooled to a temporary file in
-           1 MiB blocks, then the same streaming path; its memory must match the stream row's).
+  stdin    verbatim transcribe - ... < FILE    (standard input: decoded from the pipe as it
+           arrives, through the same streaming path; its memory must match the stream row's).
            10 min and 1 h only, 10 h only with --include-stdin-10h.
 
 Measured: wall time (monotonic clock around the process, includes model load), peak RSS
