@@ -283,9 +283,13 @@ fn once_stops_after_the_first_utterance() {
     assert!(out.status.success());
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
+    // The first utterance and nothing after it. tiny.en reads its "my" as "am I" in some
+    // alignments of live audio (docs/listen.md); that is accuracy, measured by the replay
+    // test, not what `--once` is about.
     let words = normalize_words(&text);
+    assert!(words.starts_with(&normalize_words("and so")), "{text}");
     assert!(
-        words.starts_with(&normalize_words("and so my fellow americans")),
+        words.ends_with(&normalize_words("fellow americans")),
         "{text}"
     );
 }
