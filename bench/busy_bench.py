@@ -7,7 +7,8 @@ The load is one (or --load N) shell busy loop per core taken (`sh -c 'while :; d
 started before the run and killed after it, as a browser or a build would take a core.
 
 Rows (each run --runs times, medians quoted, every run printed):
-  verbatim[SPIN]  target/release/verbatim transcribe FILE, VERBATIM_GGML_SPIN_US=SPIN (engine
+  verbatim[SPIN]  target/release/verbatim transcribe FILE, VERBATIM_GGML_SPIN_US=SPIN (needs
+                  docs/experiments/barrier-spin-then-sleep.patch applied as an engine
                   patch 0008: microseconds a thread spins at a barrier before it sleeps;
                   "default" = unset (upstream's pure spin), "unbounded" = the same set explicitly)
   fw              faster-whisper int8 (bench/.venv, as in bench.py), vad_filter=False
