@@ -47,18 +47,10 @@ fn run_measured(cmd: &mut Command, limit: Duration) -> (Output, u64, Duration) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run verbatim");
-    let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0u64;
     loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = text
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak_kb = peak_kb.max(kb);
-            }
+        if let Some(kb) = vm_hwm_kb(child.id()) {
+            peak_kb = peak_kb.max(kb);
         }
         if child.try_wait().expect("wait failed").is_some() {
             break;
@@ -72,6 +64,22 @@ fn run_measured(cmd: &mut Command, limit: Duration) -> (Output, u64, Duration) {
     let output = child.wait_with_output().expect("cannot collect output");
     eprintln!("--- stderr ---\n{}", stderr(&output));
     (output, peak_kb / 1024, started.elapsed())
+}
+
+/// A process's peak resident memory so far (VmHWM), in KiB.
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts `cmd` with its standard streams piped.
+fn spawn_piped(cmd: &mut Command) -> std::process::Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run verbatim")
 }
 
 /// One error line naming `path` with every word of `reason`, exit `code`, no signal.
@@ -585,13 +593,7 @@ fn endless_garbage_on_stdin_is_refused_early() {
         }),
     ] {
         let started = Instant::now();
-        let mut child = transcribe()
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run verbatim");
+        let mut child = spawn_piped(transcribe().arg("-"));
         let mut stdin = child.stdin.take().unwrap();
         let block: Vec<u8> = (0..65_536).map(byte_of).collect();
         let mut written = 0usize;
@@ -633,14 +635,12 @@ fn endless_valid_stdin_streams_in_bounded_memory_and_no_disk() {
     head[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     head[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
     let started = Instant::now();
-    let mut child = transcribe()
-        .env("TMPDIR", tmp.path())
-        .args(["--duration", "120", "--no-timestamps", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run verbatim");
+    let mut child = spawn_piped(transcribe().env("TMPDIR", tmp.path()).args([
+        "--duration",
+        "120",
+        "--no-timestamps",
+        "-",
+    ]));
     let mut stdin = child.stdin.take().unwrap();
     let speech = wav[44..].to_vec();
     let writer = std::thread::spawn(move || {
@@ -654,14 +654,9 @@ fn endless_valid_stdin_streams_in_bounded_memory_and_no_disk() {
         }
         written
     });
-    let status_path = format!("/proc/{}/status", child.id());
     let (mut peak_kb, mut peak_disk) = (0u64, 0u64);
     while child.try_wait().unwrap().is_none() {
-        if let Some(kb) = std::fs::read_to_string(&status_path).ok().and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        }) {
+        if let Some(kb) = vm_hwm_kb(child.id()) {
             peak_kb = peak_kb.max(kb);
         }
         let disk: u64 = std::fs::read_dir(tmp.path())

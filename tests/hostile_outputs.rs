@@ -25,6 +25,17 @@ fn transcribe_with(model: &Path) -> Command {
     cmd
 }
 
+/// `verbatim subtitle` with tiny.en and the VAD model.
+fn subtitle_cmd() -> Command {
+    let mut cmd = verbatim();
+    cmd.arg("subtitle")
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model());
+    cmd
+}
+
 fn json_of(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text)
@@ -117,12 +128,7 @@ fn subtitle_never_follows_a_planted_link() {
     for name in ["jfk.srt.partial", "jfk.srt.lock", "jfk.srt.checkpoint.json"] {
         link(&target, &out.join(name));
     }
-    let o = run(verbatim()
-        .arg("subtitle")
-        .arg("--model")
-        .arg(tiny_en())
-        .arg("--vad-model")
-        .arg(vad_model())
+    let o = run(subtitle_cmd()
         .arg(audio("jfk.flac"))
         .args(["-f", "srt", "-o"])
         .arg(&out));
@@ -217,15 +223,7 @@ fn a_batch_leaves_a_file_another_run_is_writing_to_it() {
     let lock = std::fs::File::create(input.join("jfk.srt.lock")).unwrap();
     lock.try_lock().unwrap();
     let report = dir.path().join("r.jsonl");
-    let o = run(verbatim()
-        .arg("subtitle")
-        .arg("--model")
-        .arg(tiny_en())
-        .arg("--vad-model")
-        .arg(vad_model())
-        .arg(&input)
-        .arg("--report")
-        .arg(&report));
+    let o = run(subtitle_cmd().arg(&input).arg("--report").arg(&report));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
