@@ -157,6 +157,7 @@ fn main() {
                 duration: None,
                 once: false,
                 dictation: dictation.clone(),
+                text: Default::default(),
             };
             let mut committed = Vec::new();
             // (live latency, estimated end of the last word, words so far) per commit.

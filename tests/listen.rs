@@ -341,3 +341,92 @@ fn vanishing_device_keeps_committed_text() {
         "committed text lost: {kept:?}"
     );
 }
+
+/// A dictated letter with spoken punctuation and no pauses for written punctuation (espeak-ng's
+/// voice: no recording here says "question mark" out loud), as a WAV for the virtual microphone.
+fn spoken_letter(dir: &Path) -> Option<std::path::PathBuf> {
+    let wav = dir.join("letter.wav");
+    let made = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "140", "-g", "4", "-w"])
+        .arg(&wav)
+        .arg(
+            "Dear Anna thank you for the letter full stop new paragraph are you coming on Sunday \
+             question mark new line see you soon exclamation mark",
+        )
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        prerequisite_missing("espeak-ng (apt-get install espeak-ng)");
+        return None;
+    }
+    Some(wav)
+}
+
+#[test]
+fn spoken_punctuation_and_replacements_from_the_microphone() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(letter) = spoken_letter(dir.path()) else {
+        return;
+    };
+    let rules = dir.path().join("replacements.txt");
+    std::fs::write(&rules, "# days\nsunday => Sonntag\n").unwrap();
+    let notes = dir.path().join("notes.txt");
+    let pulse = Pulse::start();
+    let rules_arg = rules.to_str().unwrap();
+    let notes_arg = notes.to_str().unwrap();
+    let child = spawn_listen(
+        &pulse,
+        &[
+            "--json",
+            "--duration",
+            "20",
+            "--spoken-punctuation",
+            "--replacements",
+            rules_arg,
+            "--output",
+            notes_arg,
+        ],
+    );
+    let mut player = pulse.play(&letter);
+    let out = wait_output(child, Duration::from_secs(120));
+    let _ = player.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = events(&out);
+    let utterances: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "utterance_end")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    let text = utterances.join(" ");
+    // The commands became punctuation and line breaks, the replacement applied, and none of the
+    // spoken command words is left.
+    assert!(
+        text.contains("letter.\n\nAre you coming on Sonntag?\nSee you soon!"),
+        "{text:?}"
+    );
+    for word in [
+        "period",
+        "paragraph",
+        "question",
+        "mark",
+        "line",
+        "exclamation",
+    ] {
+        assert!(
+            !normalize_words(&text).contains(&word.to_string()),
+            "{text:?}"
+        );
+    }
+    // The commits, joined as the typing does, are the utterances; the file has each of them.
+    let mut typed = String::new();
+    for e in events.iter().filter(|e| e["type"] == "commit") {
+        let piece = e["text"].as_str().unwrap();
+        typed.push_str(verbatim::listen::spoken::separator(&typed, piece));
+        typed.push_str(piece);
+    }
+    assert_eq!(typed, text);
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        format!("{text}\n")
+    );
+}

@@ -8,6 +8,7 @@ use clap::Args;
 
 use verbatim::listen::dictation::{DictationOptions, Event};
 use verbatim::listen::session::{self, Ended, Input, SessionOptions, Summary};
+use verbatim::listen::spoken::{separator, TextRules};
 use verbatim::listen::typing::Typer;
 
 use super::device::DeviceArgs;
@@ -26,6 +27,7 @@ Examples:
   verbatim listen --output notes.txt       # append each utterance to a file as it is committed
   verbatim listen --mic 2 -m base.en       # microphone 2 of `verbatim devices`
   verbatim listen --input talk.wav --realtime   # replay a file through the same pipeline
+  verbatim listen --type --spoken-punctuation --replacements ~/names.txt
 
 On a terminal the current guess is shown dimmed and rewritten in place; committed words are
 final and never change. Committed text is the prompt for what follows. --mic (-D) picks the
@@ -72,6 +74,17 @@ pub struct ListenArgs {
     /// No summary and no notices on stderr.
     #[arg(short, long, help_heading = "Output")]
     quiet: bool,
+
+    /// Turn spoken punctuation and commands into text: "comma", "period" ("full stop"),
+    /// "question mark", "new line", "new paragraph"... (docs/listen.md lists them per
+    /// language), in the language of --language (English with auto).
+    #[arg(long, help_heading = "Text")]
+    spoken_punctuation: bool,
+
+    /// Replace what whisper keeps getting wrong: a file of `FROM => TO` lines (words matched
+    /// whole, ignoring case; `re:` starts a regular expression).
+    #[arg(long, value_name = "FILE", help_heading = "Text")]
+    replacements: Option<PathBuf>,
 
     #[command(flatten)]
     models: ModelArgs,
@@ -121,6 +134,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
             "--duration must be a positive number of seconds",
         ));
     }
+    let text = text_rules(&args)?;
     // Open the output file first: a bad path should fail before the model loads.
     let mut output = match &args.output {
         Some(path) => Some(
@@ -167,11 +181,13 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
             endpoint_silence: args.endpoint,
             ..super::options::dictation_options(&args.language, &args.decode, &args.vad)
         },
+        text,
     };
 
     let terminal = std::io::stdout().is_terminal() && !args.json;
     let mut display = Display::new(terminal);
-    let mut first_commit = true;
+    // What was typed last, which decides whether the next piece needs a space.
+    let mut typed_tail = String::new();
     let mut write_failed = false;
     let mut on_event = |event: &Event| {
         if args.json {
@@ -186,11 +202,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         match event {
             Event::Commit { text, .. } => {
                 if let Some(t) = typer.as_mut() {
-                    let piece = if first_commit {
-                        text.clone()
-                    } else {
-                        format!(" {text}")
-                    };
+                    let piece = format!("{}{text}", separator(&typed_tail, text));
                     match t.type_text(&piece) {
                         Ok(outcome) => {
                             if outcome.fell_back() && !args.quiet {
@@ -200,7 +212,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
                         Err(e) => print_warning(e),
                     }
                 }
-                first_commit = false;
+                typed_tail = text.chars().last().map(String::from).unwrap_or_default();
             }
             Event::UtteranceEnd { text, .. } => {
                 if let Some(f) = output.as_mut() {
@@ -236,6 +248,22 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
     }
 }
 
+/// The rules of --spoken-punctuation and --replacements, checked before the model loads.
+fn text_rules(args: &ListenArgs) -> Result<TextRules, CliError> {
+    let mut rules = TextRules::new();
+    if args.spoken_punctuation {
+        rules = rules
+            .with_spoken_punctuation(args.language.code().unwrap_or("en"))
+            .map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    if let Some(path) = &args.replacements {
+        rules = rules
+            .with_replacements_file(path)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+    }
+    Ok(rules)
+}
+
 /// The terminal view: committed words in normal text, the partial dimmed after them, the line
 /// rewritten in place; a new line per utterance. Off a terminal: one line per utterance.
 struct Display {
@@ -260,9 +288,7 @@ impl Display {
         match event {
             Event::Partial { text, .. } => self.partial = text.clone(),
             Event::Commit { text, .. } => {
-                if !self.committed.is_empty() {
-                    self.committed.push(' ');
-                }
+                self.committed.push_str(separator(&self.committed, text));
                 self.committed.push_str(text);
                 self.partial.clear();
             }

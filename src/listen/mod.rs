@@ -7,4 +7,5 @@ pub mod capture;
 pub mod devices;
 pub mod dictation;
 pub mod session;
+pub mod spoken;
 pub mod typing;

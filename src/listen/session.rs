@@ -15,6 +15,7 @@ use crate::error::Error;
 #[cfg(feature = "listen")]
 use crate::listen::capture::Microphone;
 use crate::listen::dictation::{Dictation, DictationOptions, Event, Stats};
+use crate::listen::spoken::{Rewriter, TextRules};
 
 const RATE: f64 = crate::audio::WHISPER_SAMPLE_RATE as f64;
 
@@ -43,6 +44,8 @@ pub struct SessionOptions {
     pub once: bool,
     /// The dictation policy.
     pub dictation: DictationOptions,
+    /// Spoken punctuation and replacements applied to committed text (none by default).
+    pub text: TextRules,
 }
 
 /// Why a session ended.
@@ -89,8 +92,9 @@ pub fn run(
     let mut ended = None;
     #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
     let mut failure = None;
+    let mut rewriter = Rewriter::new(opts.text.clone());
     let mut deliver = |events: Vec<Event>, dictation: &Dictation, ended: &mut Option<Ended>| {
-        for e in &events {
+        for e in &rewriter.apply(events) {
             on_event(e);
             if opts.once && matches!(e, Event::UtteranceEnd { .. }) && ended.is_none() {
                 *ended = Some(Ended::Once);
@@ -237,9 +241,8 @@ pub fn run(
     // Whatever ended the session, the utterance in progress is committed, never lost.
     if ended != Some(Ended::Once) {
         let events = dictation.finish()?;
-        for e in &events {
-            on_event(e);
-        }
+        let mut none = None;
+        deliver(events, &dictation, &mut none);
     }
     let summary = Summary {
         source,

@@ -206,6 +206,7 @@ impl Rng {
 
 pub mod pulse;
 pub mod slurm;
+pub mod xvfb;
 
 /// The CTranslate2 tiny.en directory: `$VERBATIM_CT2_TINY_EN`, else the one pip put in
 /// `bench/.venv`; None when neither has a model.bin.
