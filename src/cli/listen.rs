@@ -11,6 +11,7 @@ use verbatim::listen::session::{self, Ended, Input, SessionOptions, Summary};
 use verbatim::listen::spoken::{separator, TextRules};
 use verbatim::listen::typing::Typer;
 
+use super::daemon::Control;
 use super::device::DeviceArgs;
 use super::error::CliError;
 use super::exit_code;
@@ -28,6 +29,9 @@ Examples:
   verbatim listen --mic 2 -m base.en       # microphone 2 of `verbatim devices`
   verbatim listen --input talk.wav --realtime   # replay a file through the same pipeline
   verbatim listen --type --spoken-punctuation --replacements ~/names.txt
+  verbatim listen --daemon --type &        # resident: model loaded, microphone closed
+  verbatim listen toggle                   # bind to a key: start, then stop and deliver
+  verbatim listen history -n 5             # the last dictations
 
 On a terminal the current guess is shown dimmed and rewritten in place; committed words are
 final and never change. Committed text is the prompt for what follows. --mic (-D) picks the
@@ -36,7 +40,17 @@ microphone; --device, as in every command, where whisper runs. With a multilingu
 
 /// Options of `verbatim listen`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ListenArgs {
+    #[command(subcommand)]
+    control: Option<Control>,
+
+    /// Stay resident with the model loaded and the microphone closed; `verbatim listen
+    /// start|stop|toggle` (bind them to a key) dictate, and each dictation is delivered
+    /// (printed, --type, --output) and saved to the history.
+    #[arg(long, conflicts_with_all = ["input", "once", "duration"], help_heading = "Daemon")]
+    daemon: bool,
+
     /// Microphone: an index or a name (or a unique part of one) from `verbatim devices`
     /// [default: the default input].
     #[arg(short = 'D', long, value_name = "NAME|INDEX", help_heading = "Input")]
@@ -122,6 +136,9 @@ pub struct ListenArgs {
 
 /// Runs `verbatim listen`.
 pub fn run(args: ListenArgs) -> Result<i32, CliError> {
+    if let Some(control) = &args.control {
+        return super::daemon::control(control);
+    }
     // First Ctrl-C ends the session cleanly (flush, summary); a second one exits at once.
     let stop = super::install_ctrlc();
     if !(0.1..=10.0).contains(&args.step) || !(0.1..=10.0).contains(&args.endpoint) {
@@ -135,37 +152,15 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         ));
     }
     let text = text_rules(&args)?;
-    // Open the output file first: a bad path should fail before the model loads.
-    let mut output = match &args.output {
-        Some(path) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| {
-                    CliError::failure(format!(
-                        "{}: cannot open for appending: {e}",
-                        path.display()
-                    ))
-                })?,
-        ),
-        None => None,
-    };
-    let mut typer = if args.type_text {
-        let t = Typer::detect()?;
-        if !args.quiet {
-            eprintln!("verbatim: typing with {}", t.backend_name());
-            if let Some(notice) = t.notice() {
-                print_warning(notice);
-            }
-        }
-        Some(t)
+    // The socket first: a second daemon should fail before loading a model.
+    let server = if args.daemon {
+        Some(super::daemon::bind(args.quiet)?)
     } else {
         None
     };
-
+    // Open the output file first: a bad path should fail before the model loads.
+    let mut delivery = Delivery::open(&args)?;
     let engine = super::fetch::load_engine(&args.models, Vad::Required, &args.device, args.quiet)?;
-
     let opts = SessionOptions {
         input: match &args.input {
             Some(path) => Input::File {
@@ -183,52 +178,12 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         },
         text,
     };
+    if let Some(server) = server {
+        return super::daemon::serve(server, &engine, &opts, &mut delivery, &stop, args.quiet);
+    }
 
-    let terminal = std::io::stdout().is_terminal() && !args.json;
-    let mut display = Display::new(terminal);
-    // What was typed last, which decides whether the next piece needs a space.
-    let mut typed_tail = String::new();
-    let mut write_failed = false;
-    let mut on_event = |event: &Event| {
-        if args.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            }
-        } else {
-            display.show(event);
-        }
-        match event {
-            Event::Commit { text, .. } => {
-                if let Some(t) = typer.as_mut() {
-                    let piece = format!("{}{text}", separator(&typed_tail, text));
-                    match t.type_text(&piece) {
-                        Ok(outcome) => {
-                            if outcome.fell_back() && !args.quiet {
-                                print_warning(outcome);
-                            }
-                        }
-                        Err(e) => print_warning(e),
-                    }
-                }
-                typed_tail = text.chars().last().map(String::from).unwrap_or_default();
-            }
-            Event::UtteranceEnd { text, .. } => {
-                if let Some(f) = output.as_mut() {
-                    // Flushed per line: a crash or a lost device keeps every committed utterance.
-                    if (writeln!(f, "{text}").and_then(|_| f.flush())).is_err() && !write_failed {
-                        write_failed = true;
-                        print_warning("cannot write to the --output file");
-                    }
-                }
-            }
-            Event::Partial { .. } => {}
-        }
-    };
-
-    let result = session::run(&engine, &opts, &stop, &mut on_event);
-    display.finish();
+    let result = session::run(&engine, &opts, &stop, &mut |e| delivery.deliver(e));
+    delivery.finish();
     let (summary, failure) = result?;
     if !args.quiet {
         print_summary(&summary);
@@ -243,8 +198,111 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
             }
         ))),
         // The warning was printed when the write failed.
-        None if write_failed => Ok(exit_code::FAILURE),
+        None if delivery.write_failed => Ok(exit_code::FAILURE),
         None => Ok(exit_code::OK),
+    }
+}
+
+/// Where committed text goes: the terminal or JSON Lines on stdout, the focused window
+/// (`--type`), the `--output` file.
+pub(super) struct Delivery {
+    json: bool,
+    quiet: bool,
+    display: Display,
+    typer: Option<Typer>,
+    output: Option<std::fs::File>,
+    /// What was typed last, which decides whether the next piece needs a space.
+    typed_tail: String,
+    /// A write to the `--output` file failed (said once).
+    pub(super) write_failed: bool,
+}
+
+impl Delivery {
+    /// Opens the `--output` file and finds the typing tool, so a bad path or a missing tool
+    /// fails before the model loads.
+    fn open(args: &ListenArgs) -> Result<Delivery, CliError> {
+        let output = match &args.output {
+            Some(path) => Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        CliError::failure(format!(
+                            "{}: cannot open for appending: {e}",
+                            path.display()
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let typer = if args.type_text {
+            let t = Typer::detect()?;
+            if !args.quiet {
+                eprintln!("verbatim: typing with {}", t.backend_name());
+                if let Some(notice) = t.notice() {
+                    print_warning(notice);
+                }
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(Delivery {
+            json: args.json,
+            quiet: args.quiet,
+            display: Display::new(std::io::stdout().is_terminal() && !args.json),
+            typer,
+            output,
+            typed_tail: String::new(),
+            write_failed: false,
+        })
+    }
+
+    /// Shows, types and appends one event.
+    pub(super) fn deliver(&mut self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        } else {
+            self.display.show(event);
+        }
+        match event {
+            Event::Commit { text, .. } => {
+                if let Some(t) = self.typer.as_mut() {
+                    let piece = format!("{}{text}", separator(&self.typed_tail, text));
+                    match t.type_text(&piece) {
+                        Ok(outcome) => {
+                            if outcome.fell_back() && !self.quiet {
+                                print_warning(outcome);
+                            }
+                        }
+                        Err(e) => print_warning(e),
+                    }
+                }
+                self.typed_tail = text.chars().last().map(String::from).unwrap_or_default();
+            }
+            Event::UtteranceEnd { text, .. } => {
+                if let Some(f) = self.output.as_mut() {
+                    // Flushed per line: a crash or a lost device keeps every committed utterance.
+                    if (writeln!(f, "{text}").and_then(|_| f.flush())).is_err()
+                        && !self.write_failed
+                    {
+                        self.write_failed = true;
+                        print_warning("cannot write to the --output file");
+                    }
+                }
+            }
+            Event::Partial { .. } => {}
+        }
+    }
+
+    /// Ends the terminal's current line.
+    pub(super) fn finish(&mut self) {
+        self.display.finish();
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod completions;
 mod config;
+mod daemon;
 mod device;
 mod devices;
 mod error;

@@ -3,9 +3,12 @@
 pub mod agreement;
 #[cfg(feature = "listen")]
 pub mod capture;
+#[cfg(unix)]
+pub mod control;
 #[cfg(feature = "listen")]
 pub mod devices;
 pub mod dictation;
+pub mod history;
 pub mod session;
 pub mod spoken;
 pub mod typing;

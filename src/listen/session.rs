@@ -140,10 +140,9 @@ pub fn run(
             let mut out = Vec::new();
             let started = Instant::now();
             while ended.is_none() {
-                if stop.load(Ordering::SeqCst) {
-                    ended = Some(Ended::Stopped);
-                    break;
-                }
+                // Stopped: what the microphone has captured by now is still heard (the last
+                // words before a push-to-talk key is released), then the session ends.
+                let stopping = stop.load(Ordering::SeqCst);
                 // Generous at start-up: some servers take a moment to deliver the first block.
                 let stall = if started.elapsed() < Duration::from_secs(5) {
                     Duration::from_secs(8)
@@ -172,11 +171,15 @@ pub fn run(
                         let events = dictation.push(&out, arrival)?;
                         deliver(events, &dictation, &mut ended);
                     }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(None) if !stopping => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(None) => {}
                     Err(e) => {
                         ended = Some(Ended::DeviceLost);
                         failure = Some(e);
                     }
+                }
+                if stopping && ended.is_none() {
+                    ended = Some(Ended::Stopped);
                 }
             }
             if let Some(w) = dump {

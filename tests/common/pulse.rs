@@ -37,8 +37,25 @@ impl Pulse {
     /// Panics, with the daemon's log, when it cannot start: a test that needs a microphone
     /// proves nothing without one, here or under CI.
     pub fn start() -> Pulse {
-        let runtime_dir = runtime_dir();
-        let dir = runtime_dir.path();
+        let mut pulse = Pulse {
+            runtime_dir: runtime_dir(),
+            pid: None,
+            keeper: Mutex::new(None),
+        };
+        pulse.launch();
+        pulse
+    }
+
+    /// Starts the daemon again in the same runtime directory after [`Pulse::kill`], as when a
+    /// USB microphone is plugged back in or the sound server restarts: clients pointed at it
+    /// find the same socket and the same default source.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    fn launch(&mut self) {
+        let dir = self.runtime_dir.path();
         let log = dir.join("daemon.log");
         let launcher_log = std::fs::File::create(dir.join("launcher.log")).unwrap();
         let mut cmd = Command::new("pulseaudio");
@@ -74,11 +91,7 @@ impl Pulse {
                  sudo apt-get install pulseaudio pulseaudio-utils libasound2-plugins"
             ),
         };
-        let mut pulse = Pulse {
-            runtime_dir,
-            pid: None,
-            keeper: Mutex::new(None),
-        };
+        let pulse = self;
         if !status.success() {
             pulse.fail(&format!("pulseaudio -D exited with {status}"));
         }
@@ -110,7 +123,6 @@ impl Pulse {
             ));
         }
         pulse.keep_awake();
-        pulse
     }
 
     /// An idle null sink renders in blocks of its full 2 s latency, so a client that starts
