@@ -24,6 +24,11 @@ struct Daemon {
 impl Daemon {
     /// Starts `verbatim listen --daemon ARGS` and waits until it answers `status`.
     fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with(args, &[])
+    }
+
+    /// The same with environment variables set for the daemon.
+    fn start_with(args: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let pulse = Pulse::start();
         let data = tempfile::tempdir().unwrap();
         let mut d = Daemon {
@@ -31,8 +36,11 @@ impl Daemon {
             data,
             pulse,
         };
-        let child = d.spawn(args).spawn().unwrap();
-        d.child = Some(child);
+        let mut cmd = d.spawn(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        d.child = Some(cmd.spawn().unwrap());
         d.wait_ready();
         d
     }
@@ -366,4 +374,112 @@ fn the_daemon_survives_the_microphone_going_away_and_coming_back() {
         "{err}"
     );
     assert!(err.contains("the microphone is back"), "{err}");
+}
+
+/// One `struct input_event` (64-bit Linux: a 16-byte timeval, type, code, value).
+fn key_event(code: u16, value: i32) -> Vec<u8> {
+    let mut out = vec![0u8; 16];
+    out.extend_from_slice(&1u16.to_ne_bytes()); // EV_KEY
+    out.extend_from_slice(&code.to_ne_bytes());
+    out.extend_from_slice(&value.to_ne_bytes());
+    out
+}
+
+fn wait_state(d: &Daemon, state: &str) {
+    let start = Instant::now();
+    loop {
+        let out = d.client(&["status"]);
+        if stdout(&out).starts_with(state) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never {state}: {}",
+            stdout(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn push_to_talk_dictates_while_the_key_is_held() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO stands in for /dev/input/event0 (no uinput here): the daemon reads the same bytes
+    // a keyboard's event device gives.
+    let inputs = dir.path().join("input");
+    std::fs::create_dir(&inputs).unwrap();
+    let fifo = inputs.join("event0");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Read-write: opening does not wait for the daemon, and the daemon's open does not wait.
+    let mut keyboard = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let notes = dir.path().join("notes.txt");
+    let d = Daemon::start_with(
+        &["--hotkey", "F12", "--output", notes.to_str().unwrap()],
+        &[("VERBATIM_INPUT_DIR", &inputs)],
+    );
+    // Another key and auto-repeat do nothing.
+    keyboard.write_all(&key_event(30, 1)).unwrap();
+    keyboard.write_all(&key_event(30, 0)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    wait_state(&d, "idle");
+    keyboard.write_all(&key_event(88, 1)).unwrap();
+    wait_state(&d, "listening");
+    keyboard.write_all(&key_event(88, 2)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut player = d.pulse.play(&playable_jfk(dir.path()));
+    player.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    keyboard.write_all(&key_event(88, 0)).unwrap();
+    wait_state(&d, "idle");
+    let history = d.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let text = history[0]["text"].as_str().unwrap();
+    assert!(words_wrong(text) <= 2, "{text:?}");
+    let kept = std::fs::read_to_string(&notes).unwrap();
+    assert_eq!(normalize_words(&kept), normalize_words(text));
+}
+
+#[test]
+fn hotkey_without_keyboard_access_is_a_clear_error_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start();
+    let mut cmd = verbatim();
+    pulse
+        .env(&mut cmd)
+        .env("VERBATIM_INPUT_DIR", dir.path())
+        // A model that does not exist: the key check must come first.
+        .args([
+            "listen",
+            "--daemon",
+            "--hotkey",
+            "F12",
+            "--model",
+            "/nonexistent.bin",
+        ]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--hotkey cannot read the keyboard"), "{err}");
+    assert!(err.contains("`input` group"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let mut cmd = verbatim();
+    pulse
+        .env(&mut cmd)
+        .args(["listen", "--daemon", "--hotkey", "banana"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown key 'banana'"),
+        "{}",
+        stderr(&out)
+    );
 }

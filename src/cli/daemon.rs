@@ -18,6 +18,7 @@ use verbatim::listen::capture::Microphone;
 use verbatim::listen::control::{self, Command, Reply, Server, State};
 use verbatim::listen::dictation::Event;
 use verbatim::listen::history::{self, Entry};
+use verbatim::listen::hotkey::Hotkey;
 use verbatim::listen::session::{self, Input, SessionOptions};
 use verbatim::listen::spoken::separator;
 
@@ -156,7 +157,8 @@ impl Shared {
     fn reply(&self, st: &Status, ok: bool, text: Option<String>, message: Option<String>) -> Reply {
         Reply {
             ok,
-            state: if st.listening {
+            // Listening until the last session has delivered its text, not just been asked to stop.
+            state: if st.listening || st.done < st.asked {
                 State::Listening
             } else {
                 State::Idle
@@ -207,6 +209,7 @@ impl Shared {
 /// Runs the daemon until SIGTERM or Ctrl-C; the socket is removed on the way out.
 pub fn serve(
     server: Server,
+    hotkey: Option<Hotkey>,
     engine: &Engine,
     opts: &SessionOptions,
     delivery: &mut Delivery,
@@ -251,6 +254,18 @@ pub fn serve(
             st.listening = false;
             st.stop.store(true, Ordering::SeqCst);
             shared.changed.notify_all();
+        });
+    }
+    if let Some(hk) = hotkey {
+        if !quiet {
+            eprintln!(
+                "verbatim: push-to-talk: hold the key to dictate ({} input devices watched)",
+                hk.devices()
+            );
+        }
+        let shared = shared.clone();
+        hk.watch(move |down| {
+            shared.handle(if down { Command::Start } else { Command::Stop });
         });
     }
     if !quiet {

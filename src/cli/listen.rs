@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use verbatim::listen::dictation::{DictationOptions, Event};
+use verbatim::listen::hotkey::{self, Hotkey};
 use verbatim::listen::session::{self, Ended, Input, SessionOptions, Summary};
 use verbatim::listen::spoken::{separator, TextRules};
 use verbatim::listen::typing::Typer;
@@ -50,6 +51,11 @@ pub struct ListenArgs {
     /// (printed, --type, --output) and saved to the history.
     #[arg(long, conflicts_with_all = ["input", "once", "duration"], help_heading = "Daemon")]
     daemon: bool,
+
+    /// With --daemon: push-to-talk, dictate while KEY is held (F1-F20, RIGHTCTRL, PAUSE...,
+    /// or a code), read from the kernel's input devices: needs the `input` group.
+    #[arg(long, value_name = "KEY", requires = "daemon", value_parser = hotkey::parse_key, help_heading = "Daemon")]
+    hotkey: Option<u16>,
 
     /// Microphone: an index or a name (or a unique part of one) from `verbatim devices`
     /// [default: the default input].
@@ -158,6 +164,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
     } else {
         None
     };
+    let hotkey = args.hotkey.map(Hotkey::open).transpose()?;
     // Open the output file first: a bad path should fail before the model loads.
     let mut delivery = Delivery::open(&args)?;
     let engine = super::fetch::load_engine(&args.models, Vad::Required, &args.device, args.quiet)?;
@@ -179,7 +186,15 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         text,
     };
     if let Some(server) = server {
-        return super::daemon::serve(server, &engine, &opts, &mut delivery, &stop, args.quiet);
+        return super::daemon::serve(
+            server,
+            hotkey,
+            &engine,
+            &opts,
+            &mut delivery,
+            &stop,
+            args.quiet,
+        );
     }
 
     let result = session::run(&engine, &opts, &stop, &mut |e| delivery.deliver(e));

@@ -9,6 +9,8 @@ pub mod control;
 pub mod devices;
 pub mod dictation;
 pub mod history;
+#[cfg(target_os = "linux")]
+pub mod hotkey;
 pub mod session;
 pub mod spoken;
 pub mod typing;
