@@ -277,7 +277,7 @@ pub fn serve(
     let history_path = history::default_path();
     loop {
         let (number, stop) = {
-            let st = shared
+            let mut st = shared
                 .changed
                 .wait_while(shared.state.lock().unwrap(), |s| {
                     !s.shutdown && s.done == s.asked
@@ -286,6 +286,9 @@ pub fn serve(
             if st.done == st.asked {
                 break;
             }
+            // A start, stop and start before this loop woke: the earlier ones are over.
+            st.done = st.asked - 1;
+            shared.changed.notify_all();
             (st.asked, st.stop.clone())
         };
         let started = (SystemTime::now(), Instant::now());

@@ -116,7 +116,8 @@ impl VadTuningArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DecodeArgs {
     /// CPU threads per transcription [default: the cores, shared out among the transcriptions
-    /// that run at once (subtitle --jobs, serve --concurrency)].
+    /// that run at once (subtitle --jobs, serve --concurrency), less the cores other processes
+    /// keep busy (measured between calls)].
     #[arg(short, long, value_name = "N", value_parser = parse_threads, help_heading = DECODING)]
     pub threads: Option<usize>,
 
@@ -140,6 +141,8 @@ impl DecodeArgs {
     /// Sets threads, beam size (the base's default unless given) and the guard.
     fn apply(&self, options: &mut TranscribeOptions, concurrent: usize) {
         options.threads = self.threads_for(concurrent);
+        // A count the user gave is used as given.
+        options.adapt_threads = self.threads.is_none();
         if let Some(beam) = self.beam_size {
             options.beam_size = beam;
         }

@@ -10,6 +10,7 @@
 //! detection and tables); `segments` turns what the callbacks read from whisper, as plain Rust
 //! data, into final segments and words.
 
+pub mod cores;
 pub mod device;
 pub mod guard;
 mod segments;
@@ -105,8 +106,13 @@ pub struct TranscribeOptions {
     pub language: Option<String>,
     /// Translate to English.
     pub translate: bool,
-    /// CPU threads for whisper.
+    /// CPU threads for whisper: the most it uses (see `adapt_threads`).
     pub threads: usize,
+    /// Use fewer threads than `threads` while other processes keep cores busy (measured
+    /// between calls): a thread without a core stalls the others at every barrier. Off when
+    /// the user set the count.
+    #[serde(skip)]
+    pub adapt_threads: bool,
     /// Beam size; 1 means greedy decoding.
     pub beam_size: usize,
     /// Candidates sampled at non-zero temperature (whisper's best-of).
@@ -158,6 +164,7 @@ impl Default for TranscribeOptions {
             language: None,
             translate: false,
             threads: default_threads(),
+            adapt_threads: true,
             beam_size: 5,
             best_of: 5,
             temperature: 0.0,
@@ -343,12 +350,24 @@ impl Engine {
             multilingual: ctx.is_multilingual(),
             kind,
         };
+        // The first transcription's thread count needs a view of the machine already.
+        cores::start();
         Ok(Engine {
             ctx,
             states: Mutex::new(Vec::new()),
             vad,
             info,
         })
+    }
+
+    /// The threads for a call with `opts`.
+    fn threads_for(&self, opts: &TranscribeOptions) -> usize {
+        let wanted = opts.threads.clamp(1, max_threads());
+        if opts.adapt_threads {
+            cores::threads(wanted)
+        } else {
+            wanted
+        }
     }
 
     /// Facts about the loaded model.
@@ -482,6 +501,8 @@ impl Engine {
             state: Some(state),
         };
 
+        let threads = self.threads_for(opts);
+
         // 2. Language.
         let language = if !self.info.multilingual {
             "en".to_string()
@@ -489,7 +510,7 @@ impl Engine {
             match opts.language.as_deref() {
                 Some(code) if code != "auto" => code.to_string(),
                 _ => {
-                    let (code, p) = detect_on(&mut state, samples, opts.threads)
+                    let (code, p) = detect_on(&mut state, samples, threads)
                         .map_err(|e| engine_err(format!("language detection failed: {e}")))?;
                     transcript.language_probability = p;
                     code
@@ -510,7 +531,7 @@ impl Engine {
             }
         };
         let mut params = FullParams::new(strategy);
-        params.set_n_threads(opts.threads.clamp(1, max_threads()) as c_int);
+        params.set_n_threads(threads as c_int);
         params.set_language(Some(&language));
         params.set_translate(opts.translate && self.info.multilingual);
         params.set_temperature(opts.temperature);
@@ -654,7 +675,7 @@ impl Engine {
             reason: format!("cannot create whisper state: {e}"),
             source: Some(Box::new(e)),
         })?;
-        detect_on(&mut state, &speech, opts.threads)
+        detect_on(&mut state, &speech, self.threads_for(opts))
             .map(|(code, _)| code)
             .map_err(|e| Error::Engine {
                 path: source.to_path_buf(),

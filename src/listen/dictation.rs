@@ -28,6 +28,8 @@ pub use super::agreement::{
 };
 
 const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
+/// With [`DictationOptions::pace`], the most of its audio's duration a step may take.
+const MAX_STEP_LOAD: f64 = 0.7;
 /// Utterances shorter than this (seconds) get `final_min_context` in their last pass.
 const SHORT_UTTERANCE: usize = 5;
 
@@ -36,6 +38,10 @@ const SHORT_UTTERANCE: usize = 5;
 pub struct DictationOptions {
     /// Re-transcribe the growing utterance after this much new audio (seconds).
     pub step: f64,
+    /// Live audio: wait for more than `step` when the last step took more than 70 % of it,
+    /// so a slow or busy machine keeps up instead of falling behind the speaker. Off for
+    /// replays as fast as possible, whose steps then fall where they always do.
+    pub pace: bool,
     /// Silence that ends an utterance (seconds).
     pub endpoint_silence: f64,
     /// Audio kept before the detected speech start (seconds), so the first word is whole.
@@ -92,6 +98,7 @@ impl Default for DictationOptions {
             // commits about a second after the word is said, where longer steps on a 30 s
             // context were slightly more accurate but took seconds (docs/listen.md).
             step: 0.5,
+            pace: true,
             // 0.6 s of silence ends an utterance: as accurate as 0.8 s and it commits an
             // utterance's last words sooner, where 0.5 s split sentences at their commas.
             endpoint_silence: 0.6,
@@ -210,6 +217,8 @@ pub struct Dictation<'e> {
     total: usize,
     /// `total` when the last step ran.
     last_step: usize,
+    /// How long the last step took (s).
+    last_cost: f64,
     phase: Phase,
     /// Words committed from the audio still in the buffer (absolute times).
     committed: Vec<Word>,
@@ -247,6 +256,7 @@ impl<'e> Dictation<'e> {
             buf_start: 0,
             total: 0,
             last_step: 0,
+            last_cost: 0.0,
             phase: Phase::Idle,
             committed: Vec::new(),
             utterance: Vec::new(),
@@ -285,7 +295,11 @@ impl<'e> Dictation<'e> {
         while self.arrivals.len() > 4096 {
             self.arrivals.pop_front();
         }
-        let step = (self.opts.step * RATE as f64) as usize;
+        let mut step = self.opts.step;
+        if self.opts.pace {
+            step = step.max(self.last_cost / MAX_STEP_LOAD);
+        }
+        let step = (step * RATE as f64) as usize;
         if self.total - self.last_step < step {
             return Ok(Vec::new());
         }
@@ -307,7 +321,8 @@ impl<'e> Dictation<'e> {
             Phase::Idle => self.idle_step(),
             Phase::Speech => self.speech_step(),
         };
-        self.stats.compute_seconds += t0.elapsed().as_secs_f64();
+        self.last_cost = t0.elapsed().as_secs_f64();
+        self.stats.compute_seconds += self.last_cost;
         events
     }
 

@@ -87,7 +87,14 @@ pub fn run(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(Summary, Option<Error>), Error> {
-    let mut dictation = Dictation::new(engine, opts.dictation.clone())?;
+    let mut dictation_opts = opts.dictation.clone();
+    if let Input::File {
+        realtime: false, ..
+    } = opts.input
+    {
+        dictation_opts.pace = false;
+    }
+    let mut dictation = Dictation::new(engine, dictation_opts)?;
     let limit = opts.duration.map(|d| (d * RATE) as usize);
     let mut ended = None;
     #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
