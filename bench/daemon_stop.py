@@ -9,7 +9,7 @@ playback ends, and time the stop client from its start to its exit (it exits whe
 has delivered the text). Prints every trial, p50/p95/max, and the WER of the delivered text
 against the reference (scored by ../shared/tools/wer.py).
 
-    python3 bench/daemon_stop.py                      # the 22 utterances once
+    python3 bench/daemon_stop.py                      # the 20 utterances once
     python3 bench/daemon_stop.py --rounds 2 --pause 0.3
 """
 import argparse
