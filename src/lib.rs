@@ -18,6 +18,7 @@ pub mod subtitle;
 pub mod textfile;
 pub mod timecode;
 pub mod transcript;
+pub mod xdg;
 
 pub use error::{Error, Result};
 pub use transcript::{Flag, Segment, Transcript, Word};

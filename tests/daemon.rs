@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pulse::Pulse;
+use common::pulse::{playable_jfk, Pulse};
 use common::*;
 use serde_json::Value;
 
@@ -123,6 +123,11 @@ impl Daemon {
         child.wait_with_output().unwrap()
     }
 
+    /// `verbatim listen status --json`.
+    fn status_json(&self) -> Value {
+        serde_json::from_str(stdout(&self.client(&["status", "--json"])).trim()).unwrap()
+    }
+
     fn history(&self) -> Vec<Value> {
         let out = self.client(&["history", "--json"]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -146,19 +151,6 @@ fn socket_in(runtime: &Path) -> PathBuf {
     runtime.join("verbatim").join("dictation.sock")
 }
 
-/// jfk as a 16-bit WAV (paplay garbles the 24-bit FLAC).
-fn playable_jfk(dir: &Path) -> PathBuf {
-    let wav = dir.join("jfk16.wav");
-    let status = Command::new("sox")
-        .arg(audio("jfk.flac"))
-        .args(["-b", "16"])
-        .arg(&wav)
-        .status()
-        .expect("sox is needed for the microphone tests (apt-get install sox)");
-    assert!(status.success());
-    wav
-}
-
 fn words_wrong(text: &str) -> usize {
     word_errors(
         &normalize_words(&reference("jfk.flac")),
@@ -174,9 +166,7 @@ fn toggle_on_speech_toggle_off_delivers_the_text_and_keeps_history() {
     let (on, _) = d.timed(&["toggle"]);
     assert!(on.status.success(), "{}", stderr(&on));
     assert_eq!(stdout(&on), "");
-    let status = d.client(&["status", "--json"]);
-    let status: Value = serde_json::from_str(stdout(&status).trim()).unwrap();
-    assert_eq!(status["state"], "listening");
+    assert_eq!(d.status_json()["state"], "listening");
     // The microphone opens when asked; give the stream a moment before speaking.
     std::thread::sleep(Duration::from_millis(1500));
     let mut player = d.pulse.play(&playable_jfk(dir.path()));
@@ -330,8 +320,7 @@ fn the_daemon_survives_the_microphone_going_away_and_coming_back() {
     // The session notices within its stall timeout and waits for the microphone.
     let start = Instant::now();
     loop {
-        let status: Value =
-            serde_json::from_str(stdout(&d.client(&["status", "--json"])).trim()).unwrap();
+        let status = d.status_json();
         if status["message"]
             .as_str()
             .is_some_and(|m| m.contains("microphone"))
@@ -348,8 +337,7 @@ fn the_daemon_survives_the_microphone_going_away_and_coming_back() {
     d.pulse.restart();
     let start = Instant::now();
     loop {
-        let status: Value =
-            serde_json::from_str(stdout(&d.client(&["status", "--json"])).trim()).unwrap();
+        let status = d.status_json();
         if status.get("message").is_none() {
             break;
         }

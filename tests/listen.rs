@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pulse::Pulse;
+use common::pulse::{playable_jfk, Pulse};
 use common::*;
 use serde_json::Value;
 
@@ -201,20 +201,6 @@ fn no_input_device_at_all_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("no audio input device found"), "{err}");
-}
-
-/// jfk as a 16-bit WAV: paplay (libsndfile) garbles the shared file's 24-bit FLAC into noise,
-/// measured here, so the virtual microphone gets a format it plays right.
-fn playable_jfk(dir: &Path) -> std::path::PathBuf {
-    let wav = dir.join("jfk16.wav");
-    let status = Command::new("sox")
-        .arg(audio("jfk.flac"))
-        .args(["-b", "16"])
-        .arg(&wav)
-        .status()
-        .expect("sox is needed for the microphone tests (apt-get install sox)");
-    assert!(status.success());
-    wav
 }
 
 /// Waits for `child` up to `limit`, killing it after.

@@ -70,11 +70,8 @@ pub fn config_path() -> PathBuf {
     if let Some(p) = std::env::var_os("VERBATIM_CONFIG").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base =
+        verbatim::xdg::base_dir("XDG_CONFIG_HOME", ".config").unwrap_or_else(|| PathBuf::from("."));
     base.join("verbatim").join("config.toml")
 }
 

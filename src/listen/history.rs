@@ -37,11 +37,8 @@ impl Entry {
 
 /// `$XDG_DATA_HOME/verbatim/history.jsonl`, else `~/.local/share/verbatim/history.jsonl`.
 pub fn default_path() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base =
+        crate::xdg::base_dir("XDG_DATA_HOME", ".local/share").unwrap_or_else(|| PathBuf::from("."));
     base.join("verbatim").join("history.jsonl")
 }
 

@@ -8,7 +8,6 @@
 //! commit and only the part no later word can change is released, so the pieces released live
 //! always add up to the rewrite of the whole utterance.
 
-use std::fmt;
 use std::path::Path;
 
 use regex::Regex;
@@ -457,17 +456,6 @@ impl Rewriter {
         self.text.push_str(sep);
         self.text.push_str(&piece);
         piece
-    }
-}
-
-impl fmt::Display for TextRules {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} phrases, {} patterns",
-            self.phrases.len(),
-            self.patterns.len()
-        )
     }
 }
 

@@ -31,11 +31,8 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VERBATIM_MODELS_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
+    let cache =
+        crate::xdg::base_dir("XDG_CACHE_HOME", ".cache").unwrap_or_else(|| PathBuf::from(".cache"));
     cache.join("verbatim").join("models")
 }
 

@@ -299,3 +299,17 @@ fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// jfk as a 16-bit WAV in `dir`: paplay (libsndfile) garbles the shared file's 24-bit FLAC into
+/// noise, measured here, so the virtual microphone gets a format it plays right.
+pub fn playable_jfk(dir: &Path) -> PathBuf {
+    let wav = dir.join("jfk16.wav");
+    let status = Command::new("sox")
+        .arg(super::audio("jfk.flac"))
+        .args(["-b", "16"])
+        .arg(&wav)
+        .status()
+        .expect("sox is needed for the microphone tests (apt-get install sox)");
+    assert!(status.success());
+    wav
+}
