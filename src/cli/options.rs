@@ -117,7 +117,7 @@ impl VadTuningArgs {
 pub struct DecodeArgs {
     /// CPU threads per transcription [default: the cores, shared out among the transcriptions
     /// that run at once (subtitle --jobs, serve --concurrency), less the cores other processes
-    /// keep busy (measured between calls)].
+    /// keep busy (throughout the last second)].
     #[arg(short, long, value_name = "N", value_parser = parse_threads, help_heading = DECODING)]
     pub threads: Option<usize>,
 

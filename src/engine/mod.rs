@@ -108,9 +108,9 @@ pub struct TranscribeOptions {
     pub translate: bool,
     /// CPU threads for whisper: the most it uses (see `adapt_threads`).
     pub threads: usize,
-    /// Use fewer threads than `threads` while other processes keep cores busy (measured
-    /// between calls): a thread without a core stalls the others at every barrier. Off when
-    /// the user set the count.
+    /// Use fewer threads than `threads` while other processes keep cores busy (throughout the
+    /// last second, [`cores`]): a thread without a core stalls the others at every barrier.
+    /// Off when the user set the count.
     #[serde(skip)]
     pub adapt_threads: bool,
     /// Beam size; 1 means greedy decoding.
