@@ -148,6 +148,24 @@ pub fn aligned_prefix(committed: &[Word], hypothesis: &[Word]) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether `hypothesis` reads the committed words as they were committed, up to `done` (its
+/// [`aligned_prefix`]): the same letters, or at least the same last word. A hypothesis that
+/// re-reads the seam differently ("And the Moses" after "Then" was committed, "Now that's how
+/// faith" after "Let's have faith") is another reading of the audio, and where its words after
+/// the seam begin is a guess: agreement on them would commit a word twice or one the committed
+/// text already stands for. Agreement waits for a hypothesis that keeps the seam.
+pub fn seam_kept(committed: &[Word], hypothesis: &[Word], done: usize) -> bool {
+    let Some(last) = committed.last() else {
+        return true;
+    };
+    if done == 0 || done > hypothesis.len() {
+        return false;
+    }
+    let letters = |words: &[Word]| words.iter().map(|w| norm(&w.text)).collect::<String>();
+    letters(committed) == letters(&hypothesis[..done])
+        || norm(&last.text) == norm(&hypothesis[done - 1].text)
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -228,6 +246,39 @@ pub(super) mod tests {
         assert_eq!(agreement(&a, &b), 2);
         assert_eq!(agreement(&[], &b), 0);
         assert_eq!(agreement(&a, &a), 3);
+    }
+
+    #[test]
+    fn agreement_waits_for_a_hypothesis_that_keeps_the_seam() {
+        // The long file's opening: "Then" committed, then two hypotheses read it "And the
+        // Moses" / "And the moment"; their shared "the" must not be committed after "Then".
+        let committed = words("Then");
+        let hyp = words("And the moment it was afraid");
+        let done = aligned_prefix(&committed, &hyp);
+        assert_eq!(done, 1);
+        assert!(!seam_kept(&committed, &hyp, done));
+        assert!(seam_kept(&committed, &words("Then Moses was"), 1));
+        // "Let's have faith" committed, "Now that's how faith that right" now: whichever seam
+        // the alignment picks, the hypothesis does not keep it.
+        let committed = words("Let's have faith");
+        let hyp = words("Now that's how faith that right");
+        assert!(!seam_kept(
+            &committed,
+            &hyp,
+            aligned_prefix(&committed, &hyp)
+        ));
+        // Re-punctuated, re-split or re-read inside with the same last word: kept.
+        let committed = words("fellow Americans");
+        assert!(seam_kept(&committed, &words("fellow-Americans, ask"), 1));
+        let committed = words("by human path. The Hebrews");
+        let hyp = words("by King Man's path. The Hebrews in Egypt");
+        assert!(seam_kept(
+            &committed,
+            &hyp,
+            aligned_prefix(&committed, &hyp)
+        ));
+        // Nothing committed yet: nothing to keep.
+        assert!(seam_kept(&[], &hyp, 0));
     }
 
     #[test]

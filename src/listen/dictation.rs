@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::Word;
 // Re-exported: these paths (`listen::dictation::agreement`, ...) are public.
 pub use super::agreement::{
-    agreement, agreement_across, aligned_prefix, confirmed, settled_prefix,
+    agreement, agreement_across, aligned_prefix, confirmed, seam_kept, settled_prefix,
 };
 
 const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
@@ -392,13 +392,17 @@ impl<'e> Dictation<'e> {
         let hypothesis = self.hypothesis(end, false)?;
         let mut events = Vec::new();
         let done = aligned_prefix(&self.committed, &hypothesis);
-        let mut agreed = confirmed(
-            &self.before_previous,
-            &self.previous,
-            &hypothesis,
-            done,
-            self.opts.confirm_below,
-        );
+        let mut agreed = if seam_kept(&self.committed, &hypothesis, done) {
+            confirmed(
+                &self.before_previous,
+                &self.previous,
+                &hypothesis,
+                done,
+                self.opts.confirm_below,
+            )
+        } else {
+            done
+        };
         // Two hypotheses of the first second of an utterance agree on a misread first word
         // as readily as on the right one ("why" for "well", "the" for "but"): nothing is
         // committed by agreement before the utterance has `first_commit_after` of audio.
