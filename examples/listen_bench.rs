@@ -17,8 +17,10 @@
 //! meaningless), `--files a,b` (stems), the policy: `--step S`, `--endpoint S`,
 //! `--min-context S`, `--max-window S`, `--hold-back S`, `--hold-back-words N`,
 //! `--first-commit-after S`, `--preroll S`, `--temperature-increment T`, `--beam N`,
-//! `--final-beam N`, `--final-context S`, `--confirm-below P`, and `--events FILE` (every event
-//! as JSON Lines, with its file).
+//! `--final-beam N`, `--final-context S`, `--confirm-below P`, `--events FILE` (every event
+//! as JSON Lines, with its file), and `--hyp-dir DIR` (the committed and the offline text of
+//! each file, as DIR/listen/STEM.txt and DIR/offline/STEM.txt, for `../shared/tools/wer.py`).
+//! A table per file follows the aggregate.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -84,6 +86,9 @@ fn main() {
     set(&get, "--bridge-after", &mut dictation.bridge_after);
     set(&get, "--hold-back", &mut dictation.hold_back);
     // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
+    // The committed and the offline text of each file (DIR/listen/STEM.txt,
+    // DIR/offline/STEM.txt), for ../shared/tools/wer.py.
+    let hyp_dir = get("--hyp-dir").pop().map(PathBuf::from);
     let mut events_out = get("--events")
         .pop()
         .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("--events file")));
@@ -145,6 +150,8 @@ fn main() {
         let mut heard_latencies = Vec::new();
         let mut intervals = Vec::new();
         let (mut audio_s, mut compute_s, mut dropped) = (0.0, 0.0, 0.0);
+        // (file, reference words, listen errors, offline errors, dated latencies).
+        let mut per_file: Vec<(String, usize, usize, usize, Vec<f64>)> = Vec::new();
         for stem in &stems {
             let file = find(&audio, stem);
             let reference = std::fs::read_to_string(audio.join(format!("{stem}.txt")))
@@ -212,6 +219,7 @@ fn main() {
                     .collect::<Vec<_>>(),
             );
             let mut before = 0;
+            let mut file_latencies = Vec::new();
             for (k, &(latency, end, upto)) in commits.iter().enumerate() {
                 let found = (0..upto.min(matched.len()))
                     .rev()
@@ -221,6 +229,7 @@ fn main() {
                 if let Some((_, j)) = found {
                     let dated = latency + end - offline_words[j].1;
                     ref_latencies.push(dated);
+                    file_latencies.push(dated);
                     let heard = summary.stats.commit_positions[k] - offline_words[j].1;
                     heard_latencies.push(heard);
                     // Each commit's dating, for reading the latency tail (which words wait).
@@ -235,10 +244,22 @@ fn main() {
                     }
                 }
             }
+            if let Some(dir) = &hyp_dir {
+                for (sub, text) in [("listen", &listened), ("offline", &offline)] {
+                    let dir = dir.join(sub);
+                    std::fs::create_dir_all(&dir).expect("--hyp-dir");
+                    std::fs::write(dir.join(format!("{stem}.txt")), text).expect("--hyp-dir");
+                }
+            }
             let r = norm(&reference);
+            let (l, o) = (
+                edit_distance(&r, &norm(&listened)),
+                edit_distance(&r, &norm(&offline)),
+            );
             words += r.len();
-            errs_l += edit_distance(&r, &norm(&listened));
-            errs_o += edit_distance(&r, &norm(&offline));
+            errs_l += l;
+            errs_o += o;
+            per_file.push((stem.clone(), r.len(), l, o, file_latencies));
         }
         let pct = |e: usize| 100.0 * e as f64 / words.max(1) as f64;
         let p = |q: f64| percentile(&latencies, q);
@@ -263,6 +284,22 @@ fn main() {
             compute_s / audio_s.max(1e-9),
             dropped
         );
+        // Per file: an aggregate can hide the hard case (the long file, continuous speech).
+        println!();
+        println!("| file | words | WER listen | WER offline | listen - offline | commit p50 | commit p95 |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (stem, n, l, o, lat) in &per_file {
+            let pct = |e: usize| 100.0 * e as f64 / (*n).max(1) as f64;
+            println!(
+                "| {stem} | {n} | {:.2} % | {:.2} % | {:+.2} | {:.2} s | {:.2} s |",
+                pct(*l),
+                pct(*o),
+                pct(*l) - pct(*o),
+                percentile(lat, 50.0),
+                percentile(lat, 95.0),
+            );
+        }
+        println!();
     }
 }
 

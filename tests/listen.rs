@@ -70,7 +70,7 @@ fn offline(file: &Path) -> String {
 }
 
 #[test]
-fn replayed_speech_is_committed_within_3_points_of_offline() {
+fn replayed_speech_is_committed_within_2_points_of_offline() {
     let mut files: Vec<String> = files_in(&shared("audio"))
         .into_iter()
         .filter(|n| {
@@ -92,16 +92,31 @@ fn replayed_speech_is_committed_within_3_points_of_offline() {
         assert!(out.status.success(), "{name}");
         let heard = committed_text(&events(&out));
         let reference = normalize_words(&reference(name));
+        let (live, offline) = (
+            word_errors(&reference, &normalize_words(&heard)),
+            word_errors(&reference, &normalize_words(&offline(&file))),
+        );
+        if name.starts_with("long_") {
+            // Continuous speech, where streaming's seams and cuts show: 204 s of it read
+            // 5.2 points behind offline before a hypothesis had to keep the committed seam.
+            let words = reference.len() as f64;
+            let (live, offline) = (100.0 * live as f64 / words, 100.0 * offline as f64 / words);
+            eprintln!("{name}: WER listen {live:.2} %, offline {offline:.2} %");
+            assert!(
+                live <= offline + 5.0,
+                "dictation WER {live:.2} % on {name} is more than 5 points above offline {offline:.2} %"
+            );
+        }
         ref_words += reference.len();
-        listen_errors += word_errors(&reference, &normalize_words(&heard));
-        offline_errors += word_errors(&reference, &normalize_words(&offline(&file)));
+        listen_errors += live;
+        offline_errors += offline;
     }
     let listen_wer = 100.0 * listen_errors as f64 / ref_words as f64;
     let offline_wer = 100.0 * offline_errors as f64 / ref_words as f64;
     eprintln!("WER listen {listen_wer:.2} %, offline {offline_wer:.2} %, {ref_words} words");
     assert!(
-        listen_wer <= offline_wer + 3.0,
-        "dictation WER {listen_wer:.2} % is more than 3 points above offline {offline_wer:.2} %"
+        listen_wer <= offline_wer + 2.0,
+        "dictation WER {listen_wer:.2} % is more than 2 points above offline {offline_wer:.2} %"
     );
 }
 
