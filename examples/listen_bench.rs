@@ -85,10 +85,10 @@ fn main() {
     set(&get, "--confirm-below", &mut dictation.confirm_below);
     set(&get, "--bridge-after", &mut dictation.bridge_after);
     set(&get, "--hold-back", &mut dictation.hold_back);
-    // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
     // The committed and the offline text of each file (DIR/listen/STEM.txt,
     // DIR/offline/STEM.txt), for ../shared/tools/wer.py.
     let hyp_dir = get("--hyp-dir").pop().map(PathBuf::from);
+    // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
     let mut events_out = get("--events")
         .pop()
         .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("--events file")));
