@@ -401,8 +401,15 @@ fn spoken_punctuation_and_replacements_from_the_microphone() {
     let text = utterances.join(" ");
     // The commands became punctuation and line breaks, the replacement applied, and none of the
     // spoken command words is left.
+    // Whisper's own capitals vary between runs ("See you Soon!"); the capitals the commands
+    // make are checked on their own.
     assert!(
-        text.contains("letter.\n\nAre you coming on Sonntag?\nSee you soon!"),
+        text.to_lowercase()
+            .contains("letter.\n\nare you coming on sonntag?\nsee you soon!"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\n\nAre ") && text.contains("\nSee "),
         "{text:?}"
     );
     for word in [
