@@ -86,6 +86,7 @@ fn replayed_speech_is_committed_within_2_points_of_offline() {
         "the 22 LibriSpeech utterances and the long file"
     );
     let (mut ref_words, mut listen_errors, mut offline_errors) = (0usize, 0usize, 0usize);
+    let pct = |errors: usize, words: usize| 100.0 * errors as f64 / words as f64;
     for name in &files {
         let file = audio(name);
         let out = run(listen().args(["--json", "-q", "--input"]).arg(&file));
@@ -99,8 +100,7 @@ fn replayed_speech_is_committed_within_2_points_of_offline() {
         if name.starts_with("long_") {
             // Continuous speech, where streaming's seams and cuts show: 204 s of it read
             // 5.2 points behind offline before a hypothesis had to keep the committed seam.
-            let words = reference.len() as f64;
-            let (live, offline) = (100.0 * live as f64 / words, 100.0 * offline as f64 / words);
+            let (live, offline) = (pct(live, reference.len()), pct(offline, reference.len()));
             eprintln!("{name}: WER listen {live:.2} %, offline {offline:.2} %");
             assert!(
                 live <= offline + 5.0,
@@ -111,8 +111,10 @@ fn replayed_speech_is_committed_within_2_points_of_offline() {
         listen_errors += live;
         offline_errors += offline;
     }
-    let listen_wer = 100.0 * listen_errors as f64 / ref_words as f64;
-    let offline_wer = 100.0 * offline_errors as f64 / ref_words as f64;
+    let (listen_wer, offline_wer) = (
+        pct(listen_errors, ref_words),
+        pct(offline_errors, ref_words),
+    );
     eprintln!("WER listen {listen_wer:.2} %, offline {offline_wer:.2} %, {ref_words} words");
     assert!(
         listen_wer <= offline_wer + 2.0,
