@@ -1,0 +1,12 @@
+//! Speaker diarization: who spoke when.
+//!
+//! Weights are read straight from the PyTorch checkpoints the models are published as
+//! ([`pt`]); the forward passes are written out by hand ([`segmentation`] for pyannote's
+//! segmentation-3.0, [`fbank`] and [`campplus`] for the CAM++ speaker embedding), so no ML
+//! runtime is linked.
+
+pub mod error;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;
