@@ -5,7 +5,14 @@
 //! segmentation-3.0, [`fbank`] and [`campplus`] for the CAM++ speaker embedding), so no ML
 //! runtime is linked.
 
+pub mod campplus;
+pub mod cluster;
+pub mod der;
 pub mod error;
+pub mod fbank;
+pub mod pt;
+pub mod rttm;
+pub mod segmentation;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! CAM++ speaker embedding (3D-Speaker), forward pass.

@@ -1,0 +1,1 @@
+//! Clustering speaker embeddings into speakers.

@@ -1,0 +1,1 @@
+//! Diarization error rate (DER) with the standard definition.

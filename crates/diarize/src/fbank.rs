@@ -1,0 +1,1 @@
+//! Kaldi-compatible log mel filterbank features (what CAM++ was trained on).

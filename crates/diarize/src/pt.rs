@@ -1,0 +1,1 @@
+//! Reading PyTorch checkpoints (zip + pickle) into named tensors, without torch.

@@ -1,0 +1,1 @@
+//! RTTM, the standard diarization format: reading and writing.

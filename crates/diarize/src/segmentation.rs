@@ -1,0 +1,1 @@
+//! pyannote segmentation-3.0 (PyanNet): SincNet, BiLSTM, powerset classifier.
