@@ -17,6 +17,19 @@ pub struct Transcript {
     pub duration: f64,
     /// Segments in time order.
     pub segments: Vec<Segment>,
+    /// The speakers diarization found (`--diarize`), in order of first appearance, with how
+    /// long each spoke; empty without diarization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speakers: Vec<Speaker>,
+}
+
+/// A speaker found by diarization.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Speaker {
+    /// The label segments and words carry (`S1`, `S2`, ...).
+    pub id: String,
+    /// Seconds of speech of this speaker (overlapping speech counts for each speaker).
+    pub speech_seconds: f64,
 }
 
 /// One stretch of speech as whisper segments it.
@@ -31,6 +44,10 @@ pub struct Segment {
     /// Input channel (0-based) when channels were transcribed separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<usize>,
+    /// Who speaks (`S1`, `S2`, ...) when the transcript was diarized; a segment never holds
+    /// two speakers' words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
     /// Mean log-probability of the segment's text tokens.
     pub avg_logprob: f32,
     /// Whisper's probability that the window holding this segment has no speech.
@@ -54,6 +71,9 @@ pub struct Word {
     pub end: f64,
     /// Mean probability of the word's tokens, 0..1.
     pub probability: f32,
+    /// Who speaks the word (`S1`, ...) when the transcript was diarized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// Why the hallucination guard distrusts a segment.
@@ -85,8 +105,11 @@ impl Transcript {
 }
 
 impl Segment {
-    /// A label for the segment's channel, used by the text formats (`ch1`, `ch2`, ...).
-    pub fn channel_label(&self) -> Option<String> {
-        self.channel.map(|c| format!("ch{}", c + 1))
+    /// Who speaks, for the text formats: the diarized speaker (`S1`, ...) or the channel
+    /// when channels were transcribed separately (`ch1`, `ch2`, ...).
+    pub fn speaker_label(&self) -> Option<String> {
+        self.speaker
+            .clone()
+            .or_else(|| self.channel.map(|c| format!("ch{}", c + 1)))
     }
 }

@@ -116,6 +116,7 @@ fn stream(seed: u64, mode: Mode) -> Transcript {
                 start,
                 end,
                 probability: 0.9,
+                speaker: None,
             });
             t += dur + gap;
             k += 1;

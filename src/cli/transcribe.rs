@@ -151,7 +151,7 @@ fn print_segment(seg: &Segment, style: Stdout, source: &Path) {
         }
         Stdout::Text { with_times } => {
             let label = seg
-                .channel_label()
+                .speaker_label()
                 .map(|l| format!("[{l}] "))
                 .unwrap_or_default();
             if with_times {

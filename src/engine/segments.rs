@@ -122,6 +122,7 @@ impl SegmentCollector<'_, '_> {
             };
             let words: Vec<Word> = group.into_iter().map(|(w, _, _)| w).collect();
             let segment = Segment {
+                speaker: None,
                 start: self.seconds(start),
                 end: self.seconds(end),
                 text,
@@ -177,6 +178,7 @@ impl SegmentCollector<'_, '_> {
                 let probability = acc.probs.iter().sum::<f32>() / acc.probs.len().max(1) as f32;
                 Some((
                     Word {
+                        speaker: None,
                         text,
                         start: self.seconds(start),
                         end: self.seconds(end),

@@ -173,6 +173,7 @@ pub(super) mod tests {
     /// A word with these times and probability 1 (the dictation's tests use it too).
     pub(in crate::listen) fn w(text: &str, start: f64, end: f64) -> Word {
         Word {
+            speaker: None,
             text: text.into(),
             start,
             end,

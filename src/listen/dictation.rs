@@ -514,6 +514,7 @@ impl<'e> Dictation<'e> {
                     .into_iter()
                     .filter(|w| w.start + offset < audio_end)
                     .map(|w| Word {
+                        speaker: None,
                         text: w.text.clone(),
                         start: w.start + offset,
                         end: (w.end + offset).min(audio_end),

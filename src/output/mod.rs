@@ -175,7 +175,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Segment text with a channel label when channels were split.
 pub(crate) fn labelled_text(seg: &crate::Segment) -> String {
-    match seg.channel_label() {
+    match seg.speaker_label() {
         Some(label) => format!("[{label}] {}", seg.text),
         None => seg.text.clone(),
     }

@@ -551,6 +551,7 @@ fn run(
     // Finish every file: the tail, the aside text, the close; then rename into place.
     summary.language = language.unwrap_or_else(|| opts.language.clone().unwrap_or_default());
     let tail = Transcript {
+        speakers: Vec::new(),
         language: summary.language.clone(),
         language_probability: summary.language_probability,
         duration: summary.duration,

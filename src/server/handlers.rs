@@ -605,6 +605,7 @@ fn run_job(
     drop(data);
     let duration = summary.duration;
     let transcript = Transcript {
+        speakers: Vec::new(),
         language: summary.language,
         language_probability: summary.language_probability,
         duration,

@@ -331,6 +331,7 @@ fn spread(text: &str, start: f64, end: f64) -> Vec<Word> {
         .map(|p| {
             let d = span * (p.chars().count() + 1) as f64 / total.max(1) as f64;
             let w = Word {
+                speaker: None,
                 text: p,
                 start: t,
                 end: t + d,

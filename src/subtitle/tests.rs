@@ -11,6 +11,7 @@ fn spoken(text: &str, start: f64, secs_per_char: f64) -> Transcript {
         .map(|w| {
             let d = w.chars().count() as f64 * secs_per_char + 0.05;
             let word = Word {
+                speaker: None,
                 text: w.to_string(),
                 start: t,
                 end: t + d,
@@ -142,6 +143,7 @@ fn too_fast_cues_borrow_silence_then_split_and_report_what_is_left() {
     for k in 0..40 {
         let t0 = k as f64 * 0.15;
         words.push(Word {
+            speaker: None,
             text: format!("word{k}"),
             start: t0,
             end: t0 + 0.14,
@@ -289,12 +291,14 @@ fn check_finds_every_rule() {
     let mut c = cue(0.0, 5.0, &["one two"]);
     c.words = vec![
         Word {
+            speaker: None,
             text: "one".into(),
             start: 0.0,
             end: 0.4,
             probability: 1.0,
         },
         Word {
+            speaker: None,
             text: "two".into(),
             start: 2.4,
             end: 2.8,
