@@ -21,6 +21,20 @@ pub struct Transcript {
     /// long each spoke; empty without diarization.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speakers: Vec<Speaker>,
+    /// Who spoke when, as diarization found it (the `rttm` output); empty without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<SpeakerTurn>,
+}
+
+/// A stretch of time one speaker speaks (speakers may overlap).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpeakerTurn {
+    /// Start in seconds on the original timeline.
+    pub start: f64,
+    /// End in seconds on the original timeline.
+    pub end: f64,
+    /// The speaker's label (`S1`, ...).
+    pub speaker: String,
 }
 
 /// A speaker found by diarization.

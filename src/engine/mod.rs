@@ -448,6 +448,7 @@ impl Engine {
         let window = &audio[offset..end];
         let mut transcript = Transcript {
             speakers: Vec::new(),
+            turns: Vec::new(),
             language: String::new(),
             language_probability: None,
             duration: audio.len() as f64 / sr,

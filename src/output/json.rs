@@ -82,6 +82,8 @@ struct Tail<'a> {
     language: &'a str,
     language_probability: Option<f64>,
     duration: f64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    speakers: &'a [crate::transcript::Speaker],
 }
 
 #[derive(Serialize)]
@@ -92,6 +94,8 @@ struct JsonSegment<'a> {
     text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speaker: Option<&'a str>,
     avg_logprob: f64,
     no_speech_prob: f64,
     flags: &'a [crate::Flag],
@@ -105,6 +109,8 @@ struct JsonWord<'a> {
     start: f64,
     end: f64,
     probability: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speaker: Option<&'a str>,
 }
 
 /// Rounds to milliseconds (times) or 4 decimals (scores) so the file stays readable.
@@ -123,6 +129,7 @@ fn segment(id: usize, s: &Segment) -> JsonSegment<'_> {
         end: ms(s.end),
         text: &s.text,
         channel: s.channel,
+        speaker: s.speaker.as_deref(),
         avg_logprob: score(s.avg_logprob),
         no_speech_prob: score(s.no_speech_prob),
         flags: &s.flags,
@@ -133,6 +140,7 @@ fn segment(id: usize, s: &Segment) -> JsonSegment<'_> {
                     start: ms(w.start),
                     end: ms(w.end),
                     probability: score(w.probability),
+                    speaker: w.speaker.as_deref(),
                 })
                 .collect()
         }),
@@ -180,6 +188,7 @@ impl OutputFormat for JsonOutput {
             language: &summary.language,
             language_probability: summary.language_probability.map(score),
             duration: ms(summary.duration),
+            speakers: &summary.speakers,
         };
         let tail = to_json(&tail);
         // `],` + the tail's fields + the opening of "text".

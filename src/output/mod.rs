@@ -5,6 +5,7 @@
 mod ass;
 mod json;
 mod lrc;
+mod rttm;
 mod srt;
 mod tsv;
 mod txt;
@@ -52,6 +53,9 @@ pub struct WriterState {
     pub items: usize,
     /// Characters written to the aside text so far.
     pub aside_items: usize,
+    /// The speaker of the last segment written (plain text starts a paragraph on a change).
+    #[serde(default)]
+    pub last_speaker: Option<String>,
 }
 
 /// The formats verbatim writes.
@@ -72,11 +76,13 @@ pub enum Format {
     /// Advanced SubStation Alpha subtitles (styled; players such as mpv and VLC, editors
     /// such as Aegisub).
     Ass,
+    /// RTTM, the standard who-spoke-when format of diarization tools and scorers.
+    Rttm,
 }
 
 impl Format {
     /// All formats, in the order `--help` lists them.
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 8] = [
         Format::Txt,
         Format::Srt,
         Format::Vtt,
@@ -84,6 +90,7 @@ impl Format {
         Format::Tsv,
         Format::Lrc,
         Format::Ass,
+        Format::Rttm,
     ];
 
     /// File extension (without dot).
@@ -96,6 +103,7 @@ impl Format {
             Format::Tsv => "tsv",
             Format::Lrc => "lrc",
             Format::Ass => "ass",
+            Format::Rttm => "rttm",
         }
     }
 
@@ -121,6 +129,7 @@ impl Format {
             Format::Tsv => Box::new(tsv::Tsv),
             Format::Lrc => Box::new(lrc::Lrc),
             Format::Ass => Box::new(ass::Ass),
+            Format::Rttm => Box::new(rttm::Rttm),
         }
     }
 

@@ -552,6 +552,7 @@ fn run(
     summary.language = language.unwrap_or_else(|| opts.language.clone().unwrap_or_default());
     let tail = Transcript {
         speakers: Vec::new(),
+        turns: Vec::new(),
         language: summary.language.clone(),
         language_probability: summary.language_probability,
         duration: summary.duration,

@@ -606,6 +606,7 @@ fn run_job(
     let duration = summary.duration;
     let transcript = Transcript {
         speakers: Vec::new(),
+        turns: Vec::new(),
         language: summary.language,
         language_probability: summary.language_probability,
         duration,

@@ -11,7 +11,8 @@ struct Token {
     word: Word,
     start: i64,
     end: i64,
-    channel: Option<usize>,
+    /// Who speaks (`S1`, or `ch1` for split channels): a cue never mixes two.
+    speaker: Option<String>,
 }
 
 /// Cost of one broken rule: higher than any layout preference, so the search breaks a rule
@@ -37,9 +38,9 @@ pub(crate) fn ms(t: f64) -> i64 {
 /// proportion to their length. Cue breaks are chosen over the whole stream at once, so a cue
 /// ends at a sentence end, a clause, a pause or at least not after a weak word whenever the
 /// rules allow it. A cue never covers a silence longer than `max_silence` and never mixes
-/// channels. Each cue starts with its first word and ends `linger` after its last one,
-/// extended into the following silence when the minimum duration or the reading speed ask
-/// for it (never closer than `min_gap` to the next cue). Whatever rule the input still makes
+/// speakers (diarized speakers, or channels). Each cue starts with its first word and ends
+/// `linger` after its last one, extended into the following silence when the minimum
+/// duration or the reading speed ask for it (never closer than `min_gap` to the next cue). Whatever rule the input still makes
 /// impossible is in [`Layout::violations`].
 pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
     let tokens = tokens(transcript);
@@ -57,7 +58,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
     let stream_break: Vec<f64> = (0..n)
         .map(|k| {
             let hard =
-                k + 1 == n || gaps[k] > r.max_silence || tokens[k].channel != tokens[k + 1].channel;
+                k + 1 == n || gaps[k] > r.max_silence || tokens[k].speaker != tokens[k + 1].speaker;
             if hard {
                 0.0
             } else {
@@ -83,7 +84,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             if !single {
                 // Hard limits: extending the cue further back only makes them worse.
                 if gaps[i] > r.max_silence
-                    || tokens[i].channel != tokens[i + 1].channel
+                    || tokens[i].speaker != tokens[i + 1].speaker
                     || tokens[j - 1].end - tokens[i].start > r.max_duration
                     || chars > capacity
                 {
@@ -93,7 +94,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             if !best[i].is_finite() {
                 continue;
             }
-            let extra = label_width(tokens[i].channel);
+            let extra = label_width(tokens[i].speaker.as_deref());
             let lines = break_lines(
                 &widths[i..j],
                 &seps[i..j - 1],
@@ -173,7 +174,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
         }
         prev_end = Some(end);
 
-        let extra = label_width(tokens[i].channel);
+        let extra = label_width(tokens[i].speaker.as_deref());
         let starts = break_lines(
             &widths[i..j],
             &seps[i..j - 1],
@@ -204,7 +205,7 @@ pub fn layout(transcript: &Transcript, rules: &Rules) -> Layout {
             start: start as f64 / 1000.0,
             end: end as f64 / 1000.0,
             lines,
-            speaker: tokens[i].channel.map(|c| format!("ch{}", c + 1)),
+            speaker: tokens[i].speaker.clone(),
             words: tokens[i..j].iter().map(|t| t.word.clone()).collect(),
         });
     }
@@ -255,9 +256,9 @@ fn reading_count(words: &[&str]) -> usize {
     reading_chars(&text)
 }
 
-/// Characters the `[ch1] ` speaker label takes on a cue's first line.
-fn label_width(channel: Option<usize>) -> usize {
-    channel.map_or(0, |c| format!("[ch{}] ", c + 1).len())
+/// Characters the `[S1] ` (or `[ch1] `) speaker label takes on a cue's first line.
+fn label_width(speaker: Option<&str>) -> usize {
+    speaker.map_or(0, |l| format!("[{l}] ").len())
 }
 
 /// The word stream of a transcript, with monotonic millisecond times.
@@ -293,7 +294,7 @@ fn tokens(transcript: &Transcript) -> Vec<Token> {
                 word,
                 start,
                 end,
-                channel: seg.channel,
+                speaker: seg.speaker_label(),
             });
         }
     }

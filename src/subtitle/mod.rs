@@ -183,9 +183,9 @@ pub struct Cue {
     pub end: f64,
     /// The text lines, without line-break characters.
     pub lines: Vec<String>,
-    /// Speaker label (`ch1`, `ch2`, ...) when channels were transcribed separately; the
-    /// writers show it as `[ch1] ` (SRT, counted in the first line's length), a voice span
-    /// (WebVTT) or the Name field (ASS).
+    /// Speaker label: the diarized speaker (`S1`, `S2`, ...), or the channel (`ch1`, ...)
+    /// when channels were transcribed separately; the writers show it as `[S1] ` (SRT,
+    /// counted in the first line's length), a voice span (WebVTT) or the Name field (ASS).
     pub speaker: Option<String>,
     /// The words shown, with their spoken times; empty for cues parsed from a file (then
     /// the silence rule cannot be checked).

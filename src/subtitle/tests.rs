@@ -251,6 +251,32 @@ fn channels_are_labelled_and_never_share_a_cue() {
 }
 
 #[test]
+fn diarized_speakers_never_share_a_cue_and_each_format_names_them() {
+    // Two speakers trading short lines with no pause: without speakers these would share
+    // one cue.
+    let mut a = spoken("Are you coming?", 0.0, 0.06).segments.remove(0);
+    a.speaker = Some("S1".into());
+    let mut b = spoken("Yes, right now.", a.end + 0.05, 0.06)
+        .segments
+        .remove(0);
+    b.speaker = Some("S2".into());
+    let t = transcript(vec![a, b]);
+    let out = layout(&t, &Rules::default());
+    assert_eq!(out.cues.len(), 2, "{:?}", out.cues);
+    assert_eq!(out.cues[0].speaker.as_deref(), Some("S1"));
+    assert_eq!(out.cues[1].speaker.as_deref(), Some("S2"));
+    assert!(out.violations.is_empty(), "{:?}", out.violations);
+    let meta = crate::output::JsonMeta::default();
+    let vtt = crate::output::Format::Vtt.render(&t, &meta);
+    assert!(vtt.contains("<v S1>Are you coming?"), "{vtt}");
+    assert!(vtt.contains("<v S2>Yes, right now."), "{vtt}");
+    let srt = crate::output::Format::Srt.render(&t, &meta);
+    assert!(srt.contains("[S1] Are you coming?"), "{srt}");
+    let ass = crate::output::Format::Ass.render(&t, &meta);
+    assert!(ass.contains(",S2,"), "{ass}");
+}
+
+#[test]
 fn check_finds_every_rule() {
     let rules = Rules::default();
     let cue = |start: f64, end: f64, lines: &[&str]| Cue {
