@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod diarization;
 pub mod engine;
 pub mod error;
 pub mod listen;
