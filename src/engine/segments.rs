@@ -56,6 +56,32 @@ impl SegmentCollector<'_, '_> {
         self.map.to_original(packed)
     }
 
+    /// Pulls `[start, end)` in to the raw (unpadded) speech it overlaps: whisper stretches a
+    /// segment's last word to the segment end and starts words early, inside the padding or
+    /// the silence before speech, and word times decide which speaker a word belongs to.
+    /// Without VAD, or when the interval holds no raw speech, it is returned as it is.
+    fn clip_to_speech(&self, start: usize, end: usize) -> (usize, usize) {
+        if !self.used_vad || end <= start {
+            return (start, end);
+        }
+        let inside = |t: usize| self.raw_spans.iter().any(|s| s.start <= t && t < s.end);
+        let mut new_start = start;
+        if !inside(start) {
+            match self.raw_spans.iter().find(|s| s.start > start) {
+                Some(s) if s.start < end => new_start = s.start,
+                _ => return (start, end),
+            }
+        }
+        let mut new_end = end;
+        if !inside(end.saturating_sub(1)) {
+            match self.raw_spans.iter().rev().find(|s| s.end < end) {
+                Some(s) if s.end > new_start => new_end = s.end,
+                _ => return (start, end),
+            }
+        }
+        (new_start, new_end)
+    }
+
     fn seconds(&self, samples: usize) -> f64 {
         (samples + self.offset) as f64 / SAMPLES_PER_SECOND as f64
     }
@@ -98,6 +124,7 @@ impl SegmentCollector<'_, '_> {
             } else {
                 (group[0].1, group[group.len() - 1].2)
             };
+            (start, end) = self.clip_to_speech(start, end);
             // Keep the segment around its words: whisper's segment ends drift into silence.
             let first_word = group[0].1;
             let last_word = group[group.len() - 1].2;
@@ -175,6 +202,7 @@ impl SegmentCollector<'_, '_> {
                     .snap_end(self.to_original(t1))
                     .min(self.map.run_end(start, MAX_PAUSE_SAMPLES))
                     .max(start);
+                let (start, end) = self.clip_to_speech(start, end);
                 let probability = acc.probs.iter().sum::<f32>() / acc.probs.len().max(1) as f32;
                 Some((
                     Word {
