@@ -10,10 +10,12 @@ pub mod cluster;
 pub mod der;
 pub mod error;
 pub mod fbank;
+pub mod pipeline;
 pub mod pt;
 pub mod rttm;
 pub mod segmentation;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use pipeline::{DiarizeOptions, Diarization, Models, SpeakerTurn};
 pub use tensor::Tensor;

@@ -1,0 +1,368 @@
+//! The diarization pipeline: who spoke when in a recording of any length, in bounded memory.
+//!
+//! As pyannote's speaker-diarization pipeline does: the segmentation model finds up to three
+//! local speakers (and their overlap) in each 10 s window of a sliding window; each local
+//! speaker's speech in the window is embedded with CAM++; the embeddings of the whole
+//! recording are clustered into speakers; and each window's local speakers, mapped to their
+//! clusters, are stitched back into one timeline where, frame by frame, the speakers of the
+//! covering windows vote and as many speakers are kept as the windows count on average.
+//!
+//! Audio arrives in pieces ([`Diarization::push`]); only the current window's samples are
+//! held. What each window leaves behind is small (three bits per 17 ms frame and at most
+//! three 192-d embeddings), so an hour costs a few megabytes.
+
+use std::path::Path;
+
+use crate::campplus::{self, CamPlus};
+use crate::cluster::{self, ClusterOptions, Linkage};
+use crate::segmentation::{
+    self, Segmentation, FRAME_STEP_SAMPLES, NUM_SPEAKERS, WINDOW_FRAMES, WINDOW_SAMPLES,
+};
+use crate::{Error, Result};
+
+/// The clustering threshold for CAM++ embeddings (average linkage, cosine distance):
+/// docs/diarization.md has the figures it was chosen by.
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// How a recording is diarized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiarizeOptions {
+    /// Exactly this many speakers (when known).
+    pub num_speakers: Option<usize>,
+    /// At least this many speakers.
+    pub min_speakers: Option<usize>,
+    /// At most this many speakers.
+    pub max_speakers: Option<usize>,
+    /// Clustering threshold: a cosine distance between speakers' embeddings above which
+    /// they are kept apart.
+    pub threshold: f32,
+    /// Window step in segmentation frames (16.875 ms each); a frame is seen by
+    /// `589 / step` windows.
+    pub step_frames: usize,
+    /// Local speech shorter than this (seconds) in a window is not embedded; its frames
+    /// follow the speaker of the window's other talk, or are dropped.
+    pub min_embed_seconds: f64,
+}
+
+impl Default for DiarizeOptions {
+    fn default() -> Self {
+        DiarizeOptions {
+            num_speakers: None,
+            min_speakers: None,
+            max_speakers: None,
+            threshold: DEFAULT_THRESHOLD,
+            step_frames: 296,
+            min_embed_seconds: 0.5,
+        }
+    }
+}
+
+/// A stretch of time one speaker speaks. `speaker` numbers speakers from 0 in order of
+/// first appearance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeakerTurn {
+    pub start: f64,
+    pub end: f64,
+    pub speaker: usize,
+}
+
+/// The two models, loaded once and shared by any number of recordings.
+pub struct Models {
+    segmentation: Segmentation,
+    embedding: CamPlus,
+}
+
+impl Models {
+    pub fn load(segmentation: &Path, embedding: &Path) -> Result<Models> {
+        Ok(Models {
+            segmentation: Segmentation::load(segmentation)?,
+            embedding: CamPlus::load(embedding)?,
+        })
+    }
+
+    /// A diarization of one recording, fed with [`Diarization::push`].
+    pub fn diarize<'m>(&'m self, options: &DiarizeOptions) -> Result<Diarization<'m>> {
+        if let (Some(min), Some(max)) = (options.min_speakers, options.max_speakers) {
+            if min > max {
+                return Err(Error::Input(format!(
+                    "min-speakers {min} is more than max-speakers {max}"
+                )));
+            }
+        }
+        if options.num_speakers == Some(0) {
+            return Err(Error::Input(
+                "the number of speakers must be at least 1".into(),
+            ));
+        }
+        Ok(Diarization {
+            models: self,
+            options: DiarizeOptions {
+                step_frames: options.step_frames.clamp(1, WINDOW_FRAMES),
+                ..options.clone()
+            },
+            buffer: Vec::with_capacity(WINDOW_SAMPLES),
+            buffer_start: 0,
+            total: 0,
+            windows: Vec::new(),
+            embeddings: Vec::new(),
+        })
+    }
+}
+
+/// What one window leaves behind.
+struct Window {
+    /// First global frame of the window.
+    first_frame: usize,
+    /// Per frame, the active local speakers as bits.
+    active: Vec<u8>,
+    /// Per local speaker, the index of its embedding, if it spoke long enough.
+    embedding: [Option<usize>; NUM_SPEAKERS],
+}
+
+struct Embedding {
+    vector: Vec<f32>,
+    seconds: f32,
+}
+
+/// One recording being diarized.
+pub struct Diarization<'m> {
+    models: &'m Models,
+    options: DiarizeOptions,
+    /// Samples from `buffer_start` on (at most one window).
+    buffer: Vec<f32>,
+    buffer_start: usize,
+    /// Samples pushed so far.
+    total: usize,
+    windows: Vec<Window>,
+    embeddings: Vec<Embedding>,
+}
+
+impl Diarization<'_> {
+    fn step_samples(&self) -> usize {
+        self.options.step_frames * FRAME_STEP_SAMPLES
+    }
+
+    /// Takes the next piece of the recording (16 kHz mono).
+    pub fn push(&mut self, samples: &[f32]) -> Result<()> {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let room = WINDOW_SAMPLES - self.buffer.len();
+            let take = room.min(rest.len());
+            self.buffer.extend_from_slice(&rest[..take]);
+            self.total += take;
+            rest = &rest[take..];
+            if self.buffer.len() == WINDOW_SAMPLES {
+                self.process_window()?;
+                let step = self.step_samples();
+                self.buffer.drain(..step);
+                self.buffer_start += step;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the models on the window at the front of the buffer.
+    fn process_window(&mut self) -> Result<()> {
+        let audio = &self.buffer[..self.buffer.len().min(WINDOW_SAMPLES)];
+        let frames = self.models.segmentation.forward(audio)?;
+        let speakers = segmentation::powerset_to_speakers(&frames);
+        // Frames past the end of the audio (a short last window is zero-padded) hold no one.
+        let real_frames = segmentation::num_frames(audio.len()).min(WINDOW_FRAMES);
+        let active: Vec<u8> = speakers
+            .iter()
+            .take(real_frames)
+            .map(|s| {
+                s.iter().enumerate().fold(
+                    0u8,
+                    |acc, (k, &on)| if on > 0.5 { acc | 1 << k } else { acc },
+                )
+            })
+            .collect();
+        let mut embedding = [None; NUM_SPEAKERS];
+        let min_frames =
+            (self.options.min_embed_seconds / segmentation::FRAME_STEP_SECONDS).ceil() as usize;
+        for (k, slot) in embedding.iter_mut().enumerate() {
+            let bit = 1u8 << k;
+            // Speech of this speaker alone (overlap would blur the voice), else all of it.
+            let alone: Vec<usize> = (0..active.len()).filter(|&f| active[f] == bit).collect();
+            let any: Vec<usize> = (0..active.len())
+                .filter(|&f| active[f] & bit != 0)
+                .collect();
+            let frames = if alone.len() >= min_frames {
+                alone
+            } else {
+                any
+            };
+            if frames.len() < min_frames.max(1) {
+                continue;
+            }
+            let samples = gather(audio, &frames);
+            if samples.len() < campplus::MIN_SAMPLES {
+                continue;
+            }
+            let vector = self.models.embedding.embed(&samples)?;
+            if !vector.iter().all(|x| x.is_finite()) || vector.iter().all(|&x| x == 0.0) {
+                continue;
+            }
+            *slot = Some(self.embeddings.len());
+            self.embeddings.push(Embedding {
+                vector,
+                seconds: samples.len() as f32 / segmentation::SAMPLE_RATE as f32,
+            });
+        }
+        self.windows.push(Window {
+            first_frame: self.buffer_start / FRAME_STEP_SAMPLES,
+            active,
+            embedding,
+        });
+        Ok(())
+    }
+
+    /// Finishes the recording: the last windows, clustering and stitching.
+    pub fn finish(mut self) -> Result<Vec<SpeakerTurn>> {
+        // The audio after the last full window, in windows that start a step apart, until a
+        // window reaches the end.
+        let covered = |d: &Self| {
+            d.windows
+                .last()
+                .map_or(0, |_| d.buffer_start - d.step_samples() + WINDOW_SAMPLES)
+        };
+        while self.total > covered(&self) && !self.buffer.is_empty() {
+            self.process_window()?;
+            let step = self.step_samples().min(self.buffer.len());
+            self.buffer.drain(..step);
+            self.buffer_start += step;
+        }
+        if self.embeddings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vectors: Vec<&[f32]> = self.embeddings.iter().map(|e| &e.vector[..]).collect();
+        let weights: Vec<f32> = self.embeddings.iter().map(|e| e.seconds).collect();
+        let clustering = cluster::cluster(
+            &vectors,
+            Some(&weights),
+            &ClusterOptions {
+                threshold: self.options.threshold,
+                linkage: Linkage::Average,
+                num_speakers: self.options.num_speakers,
+                min_speakers: self.options.min_speakers,
+                max_speakers: self.options.max_speakers,
+            },
+        )?;
+        Ok(self.stitch(&clustering.labels, clustering.num_clusters))
+    }
+
+    /// One timeline from the windows: per frame, each speaker's share of the covering
+    /// windows that hear them, and the number of speakers those windows hear on average.
+    fn stitch(&self, labels: &[usize], speakers: usize) -> Vec<SpeakerTurn> {
+        let total_frames = segmentation::num_frames(self.total)
+            .max(self.total / FRAME_STEP_SAMPLES)
+            .max(1);
+        let mut votes = vec![0u16; total_frames * speakers];
+        let mut count = vec![0u32; total_frames];
+        let mut seen = vec![0u16; total_frames];
+        for w in &self.windows {
+            let cluster_of: Vec<Option<usize>> =
+                w.embedding.iter().map(|e| e.map(|i| labels[i])).collect();
+            for (f, &bits) in w.active.iter().enumerate() {
+                let g = w.first_frame + f;
+                if g >= total_frames {
+                    break;
+                }
+                seen[g] += 1;
+                count[g] += bits.count_ones();
+                let mut heard = 0u64;
+                for (k, c) in cluster_of.iter().enumerate() {
+                    if bits & (1 << k) != 0 {
+                        if let Some(c) = *c {
+                            heard |= 1u64 << c.min(63);
+                        }
+                    }
+                }
+                for c in 0..speakers.min(64) {
+                    if heard & (1 << c) != 0 {
+                        votes[g * speakers + c] += 1;
+                    }
+                }
+            }
+        }
+        // Per frame, the speakers kept: the most-voted, as many as the windows count.
+        let mut on = vec![false; total_frames * speakers];
+        let mut order: Vec<usize> = (0..speakers).collect();
+        for g in 0..total_frames {
+            if seen[g] == 0 {
+                continue;
+            }
+            let n = ((count[g] as f64 / seen[g] as f64) + 0.5).floor() as usize;
+            let row = &votes[g * speakers..(g + 1) * speakers];
+            order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
+            for &c in order.iter().take(n) {
+                if row[c] > 0 {
+                    on[g * speakers + c] = true;
+                }
+            }
+        }
+        // Runs of frames -> turns; a frame stands for its step around its centre.
+        let half_step = segmentation::FRAME_STEP_SECONDS / 2.0;
+        let end_of_audio = self.total as f64 / segmentation::SAMPLE_RATE as f64;
+        let mut turns = Vec::new();
+        for c in 0..speakers {
+            let mut run: Option<usize> = None;
+            for g in 0..=total_frames {
+                let active = g < total_frames && on[g * speakers + c];
+                match (active, run) {
+                    (true, None) => run = Some(g),
+                    (false, Some(first)) => {
+                        let start =
+                            (segmentation::frame_center_seconds(first) - half_step).max(0.0);
+                        let end = (segmentation::frame_center_seconds(g - 1) + half_step)
+                            .min(end_of_audio);
+                        if end > start {
+                            turns.push(SpeakerTurn {
+                                start,
+                                end,
+                                speaker: c,
+                            });
+                        }
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        turns.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.speaker.cmp(&b.speaker)));
+        // Speakers numbered by first appearance; clusters that kept no frame disappear.
+        let mut first_seen: Vec<usize> = Vec::new();
+        for t in &turns {
+            if !first_seen.contains(&t.speaker) {
+                first_seen.push(t.speaker);
+            }
+        }
+        for t in &mut turns {
+            t.speaker = first_seen.iter().position(|&c| c == t.speaker).unwrap_or(0);
+        }
+        turns
+    }
+}
+
+/// Where the step of audio a frame stands for begins, from the frame's first sample: the
+/// step centred in the frame's receptive field.
+const CENTRE_OFFSET: usize = (segmentation::FRAME_SIZE_SAMPLES - FRAME_STEP_SAMPLES) / 2;
+
+/// The samples under `frames` (sorted frame indices of one window), each run of frames
+/// taken once.
+fn gather(audio: &[f32], frames: &[usize]) -> Vec<f32> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < frames.len() {
+        let mut j = i;
+        while j + 1 < frames.len() && frames[j + 1] == frames[j] + 1 {
+            j += 1;
+        }
+        let start = (frames[i] * FRAME_STEP_SAMPLES + CENTRE_OFFSET).min(audio.len());
+        let end = ((frames[j] + 1) * FRAME_STEP_SAMPLES + CENTRE_OFFSET).min(audio.len());
+        out.extend_from_slice(&audio[start..end]);
+        i = j + 1;
+    }
+    out
+}
