@@ -28,6 +28,8 @@ pub struct BatchOptions {
     pub window_seconds: f64,
     /// Context for the writers (tool, model, options); `source` is filled per file.
     pub meta: JsonMeta,
+    /// Label speakers (`--diarize`).
+    pub diarize: Option<crate::diarization::Diarizer>,
 }
 
 /// How one file ended.
@@ -224,6 +226,7 @@ fn transcribe_and_write(
         window_seconds: options.window_seconds,
         resume: true,
         split_channels: false,
+        diarize: options.diarize.clone(),
         max_seconds: None,
         strict: false,
     };

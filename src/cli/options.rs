@@ -13,6 +13,7 @@
 //! | [`LanguageArgs`]: `--language`, `--prompt` | x | x | x | |
 //! | [`SamplingArgs`]: `--best-of`, `--temperature-increment`, `--no-fallback` | x | x | | x |
 //! | [`FileDecodeArgs`]: `--translate`, `--temperature`, and the three above | x | x | | |
+//! | [`DiarizeArgs`]: `--diarize`, `--speakers`, `--min-speakers`, `--max-speakers` | x | x | | |
 //!
 //! `listen` cannot do without the VAD (it finds utterances with it), never retries a step at a
 //! higher temperature (a bad step is followed by another half a second later; retries stall the
@@ -33,6 +34,7 @@ use super::fetch::Vad;
 const MODEL: &str = "Model";
 const VAD: &str = "Voice activity detection";
 const DECODING: &str = "Decoding";
+const SPEAKERS: &str = "Speakers";
 
 /// whisper.cpp decodes with at most this many decoders (its `WHISPER_MAX_DECODERS`): the limit
 /// of `--beam-size` and `--best-of`.
@@ -73,6 +75,60 @@ impl ModelArgs {
     /// `--offline` or `VERBATIM_OFFLINE=1`.
     pub fn offline(&self) -> bool {
         self.offline || verbatim::models::offline_from_env()
+    }
+}
+
+/// Who spoke when: speaker diarization and its speaker count.
+#[derive(Debug, Clone, Args)]
+pub struct DiarizeArgs {
+    /// Find who speaks when and label every segment and word with its speaker (S1, S2, ...
+    /// in order of first appearance): txt paragraphs, WebVTT voice spans, speakers in JSON,
+    /// and the rttm format. The outputs are written when the whole file is done.
+    #[arg(long, help_heading = SPEAKERS)]
+    pub diarize: bool,
+
+    /// The number of speakers, when it is known (more accurate than letting it be guessed).
+    #[arg(long, value_name = "N", value_parser = parse_speakers, requires = "diarize",
+          conflicts_with_all = ["min_speakers", "max_speakers"], help_heading = SPEAKERS)]
+    pub speakers: Option<usize>,
+
+    /// At least this many speakers.
+    #[arg(long, value_name = "N", value_parser = parse_speakers, requires = "diarize", help_heading = SPEAKERS)]
+    pub min_speakers: Option<usize>,
+
+    /// At most this many speakers.
+    #[arg(long, value_name = "N", value_parser = parse_speakers, requires = "diarize", help_heading = SPEAKERS)]
+    pub max_speakers: Option<usize>,
+}
+
+impl DiarizeArgs {
+    /// The diarizer to run, with its models loaded; `None` without `--diarize`.
+    pub fn load(&self) -> Result<Option<verbatim::diarization::Diarizer>, verbatim::Error> {
+        if !self.diarize {
+            return Ok(None);
+        }
+        if let (Some(min), Some(max)) = (self.min_speakers, self.max_speakers) {
+            if min > max {
+                return Err(verbatim::Error::Usage(format!(
+                    "--min-speakers {min} is more than --max-speakers {max}"
+                )));
+            }
+        }
+        let models = verbatim::diarization::locate_models()?;
+        let options = verbatim::diarization::DiarizeOptions {
+            num_speakers: self.speakers,
+            min_speakers: self.min_speakers,
+            max_speakers: self.max_speakers,
+            ..Default::default()
+        };
+        verbatim::diarization::Diarizer::load(&models, options).map(Some)
+    }
+}
+
+fn parse_speakers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a number of speakers (1 to 100)")),
     }
 }
 

@@ -126,6 +126,9 @@ pub struct SubtitleArgs {
     vad: VadArgs,
 
     #[command(flatten)]
+    speakers: super::options::DiarizeArgs,
+
+    #[command(flatten)]
     device: DeviceArgs,
 
     /// Files transcribed at once, each by its own worker sharing the one loaded model
@@ -298,6 +301,8 @@ pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
         return Ok(exit_code::OK);
     }
 
+    // The diarization models load before the Whisper model: a missing one fails at once.
+    let diarizer = args.speakers.load()?;
     let engine = super::fetch::load_engine(
         &args.models,
         args.vad.engine_vad(),
@@ -335,6 +340,7 @@ pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
         overwrite: args.overwrite,
         window_seconds: args.window,
         meta,
+        diarize: diarizer,
     };
 
     if !args.quiet {

@@ -16,7 +16,7 @@ use verbatim::{timecode, Error, Segment};
 use super::device::DeviceArgs;
 use super::error::CliError;
 use super::exit_code;
-use super::options::{FileDecodeArgs, ModelArgs, VadArgs};
+use super::options::{DiarizeArgs, FileDecodeArgs, ModelArgs, VadArgs};
 use super::{print_error, print_warning};
 
 pub const AFTER_HELP: &str = "\
@@ -63,8 +63,11 @@ pub struct TranscribeArgs {
 
     /// Transcribe each channel on its own and label segments with it (e.g. two-person calls
     /// recorded in stereo).
-    #[arg(long, help_heading = "Input")]
+    #[arg(long, help_heading = "Input", conflicts_with = "diarize")]
     split_channels: bool,
+
+    #[command(flatten)]
+    speakers: DiarizeArgs,
 
     /// Ignore a checkpoint left by an interrupted run of the same command and start over
     /// (by default such a run resumes where it stopped).
@@ -87,7 +90,7 @@ pub struct TranscribeArgs {
     )]
     window: f64,
 
-    /// Output files to write, comma separated: txt, srt, vtt, ass, json, tsv, lrc.
+    /// Output files to write, comma separated: txt, srt, vtt, ass, json, tsv, lrc, rttm.
     #[arg(short, long, value_delimiter = ',', value_name = "FORMATS", value_parser = parse_format, help_heading = "Output")]
     format: Vec<Format>,
 
@@ -121,7 +124,7 @@ pub struct TranscribeArgs {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     Format::parse(s).ok_or_else(|| {
-        format!("unknown format `{s}` (expected txt, srt, vtt, ass, json, tsv or lrc)")
+        format!("unknown format `{s}` (expected txt, srt, vtt, ass, json, tsv, lrc or rttm)")
     })
 }
 
@@ -226,6 +229,13 @@ pub fn run(args: TranscribeArgs) -> Result<i32, CliError> {
         }
     }
     let subtitle_rules = args.subtitle_rules.rules()?;
+    if formats.contains(&Format::Rttm) && !args.speakers.diarize && !args.split_channels {
+        return Err(CliError::usage(
+            "rttm says who spoke when: add --diarize (or --split-channels for one speaker per channel)",
+        ));
+    }
+    // The diarization models load before the Whisper model: a missing one fails at once.
+    let diarizer = args.speakers.load()?;
 
     let engine = super::fetch::load_engine(
         &args.models,
@@ -288,6 +298,7 @@ pub fn run(args: TranscribeArgs) -> Result<i32, CliError> {
             &args,
             &formats,
             &subtitle_rules,
+            diarizer.as_ref(),
             stdout,
             show_progress,
             &cancel,
@@ -351,6 +362,7 @@ fn transcribe_one(
     args: &TranscribeArgs,
     formats: &[Format],
     subtitle_rules: &verbatim::subtitle::Rules,
+    diarizer: Option<&verbatim::diarization::Diarizer>,
     stdout: Stdout,
     show_progress: bool,
     cancel: &AtomicBool,
@@ -379,6 +391,7 @@ fn transcribe_one(
         window_seconds: args.window,
         resume: !args.restart,
         split_channels: args.split_channels,
+        diarize: diarizer.cloned(),
         max_seconds: None,
         strict: args.reject_damaged,
     };

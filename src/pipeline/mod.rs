@@ -31,6 +31,7 @@
 
 mod channels;
 mod checkpoint;
+mod speakers;
 mod spool;
 
 pub use spool::transcribe_reader;
@@ -70,6 +71,9 @@ pub struct PipelineOptions {
     /// the container's header before decoding, then against the samples as they are
     /// decoded, so a lying header costs no more than the limit ([`Error::TooLong`]).
     pub max_seconds: Option<f64>,
+    /// Find who speaks when and label segments and words with speakers (`--diarize`). Not
+    /// resumable: the outputs are written at the end.
+    pub diarize: Option<crate::diarization::Diarizer>,
     /// Treat damage the decoder reports (a truncated file, skipped packets, samples far
     /// beyond full scale, NaN) as an error: no outputs are kept. Without it they are warnings
     /// in [`Summary::warnings`] and the run succeeds with what could be read.
@@ -83,6 +87,7 @@ impl Default for PipelineOptions {
             window_seconds: 300.0,
             resume: true,
             split_channels: false,
+            diarize: None,
             max_seconds: None,
             strict: false,
         }
@@ -217,6 +222,9 @@ fn transcribe_path(
     // Held until the outputs are in place (or the run failed): a second run on any of the
     // same outputs fails here, before it touches a partial file or a checkpoint.
     let _lock = OutputLock::acquire(outputs)?;
+    if let Some(diarizer) = &options.diarize {
+        return speakers::transcribe(engine, diarizer, path, outputs, options, hooks);
+    }
     if options.split_channels {
         return channels::transcribe(engine, path, outputs, options, hooks);
     }
@@ -249,6 +257,76 @@ struct Mode {
     channel: Option<usize>,
     /// Write checkpoints (never for standard input, which a rerun cannot read again).
     checkpoints: bool,
+}
+
+/// Runs the windowed pipeline on `path` without writing files and returns its final
+/// segments (each also handed to the caller's hook) with the run's summary; `progress` maps
+/// this run's fraction done to the caller's.
+fn collect_segments(
+    engine: &Engine,
+    path: &Path,
+    outputs: &Outputs,
+    options: &PipelineOptions,
+    hooks: &mut Hooks<'_>,
+    mode: Mode,
+    progress: &dyn Fn(f32) -> f32,
+) -> Result<(Vec<Segment>, Summary)> {
+    let no_files = Outputs {
+        files: Vec::new(),
+        ..outputs.clone()
+    };
+    let mut collected: Vec<Segment> = Vec::new();
+    let mut user_segment = hooks.on_segment.take();
+    let mut on_segment = |seg: &Segment| {
+        collected.push(seg.clone());
+        if let Some(h) = user_segment.as_mut() {
+            h(seg);
+        }
+    };
+    let mut user_progress = hooks.on_progress.take();
+    let mut on_progress = |f: f32| {
+        if let Some(h) = user_progress.as_mut() {
+            h(progress(f));
+        }
+    };
+    let mut run_hooks = Hooks {
+        on_segment: Some(&mut on_segment),
+        on_progress: Some(&mut on_progress),
+        cancel: hooks.cancel,
+    };
+    let result = windowed(engine, path, None, &no_files, options, &mut run_hooks, mode);
+    hooks.on_segment = user_segment;
+    hooks.on_progress = user_progress;
+    Ok((collected, result?))
+}
+
+/// Writes a whole transcript into every output (atomically) and returns the number of
+/// subtitle rule violations (first subtitle format's layout).
+fn write_whole(transcript: &Transcript, outputs: &Outputs) -> Result<usize> {
+    let violations = if outputs.files.iter().any(|(f, _)| f.is_subtitle()) {
+        crate::subtitle::layout(transcript, &outputs.meta.subtitle_rules)
+            .violations
+            .len()
+    } else {
+        0
+    };
+    // Word times turned on only for the subtitle formats stay out of the others (JSON).
+    let without_words = (!outputs.keep_words).then(|| {
+        let mut t = transcript.clone();
+        for seg in &mut t.segments {
+            seg.words = None;
+        }
+        t
+    });
+    for (format, file) in &outputs.files {
+        let t = match &without_words {
+            Some(t) if !format.is_subtitle() => t,
+            _ => transcript,
+        };
+        let text = format.render(t, &outputs.meta);
+        crate::output::write_atomic(file, text.as_bytes()).map_err(|e| Error::output(file, e))?;
+    }
+    Ok(violations)
 }
 
 /// Transcribes `path` (or, with `pipe`, the stream it names) window by window.

@@ -14,8 +14,9 @@ use crate::{Error, Result};
 
 /// Transcribes a stream that can be read only once (standard input, a FIFO) as it arrives:
 /// memory and disk stay bounded however long it runs. Judged by its first MiB, as a file is
-/// by its header. MP4-like containers (their index may come last) and `--split-channels`
-/// (one pass per channel) need a file: those are copied to a temporary one first.
+/// by its header. MP4-like containers (their index may come last), `--split-channels` (one
+/// pass per channel) and `--diarize` (a pass for the speakers) need a file: those are
+/// copied to a temporary one first.
 pub(super) fn transcribe_stream(
     engine: &Engine,
     name: &str,
@@ -25,7 +26,7 @@ pub(super) fn transcribe_stream(
     hooks: &mut Hooks<'_>,
 ) -> Result<Summary> {
     let head = read_head(name, &mut *reader)?;
-    if options.split_channels || needs_a_file(&head) {
+    if options.split_channels || options.diarize.is_some() || needs_a_file(&head) {
         return transcribe_spooled(engine, name, head, &mut *reader, outputs, options, hooks);
     }
     // ffprobe, the last judge, reads a file: it gets the head alone.
