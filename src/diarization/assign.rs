@@ -14,13 +14,34 @@ pub struct RawTurn {
 
 /// Labels speakers `S1`, `S2`, ... in order of first appearance, gives every word and
 /// segment its speaker (splitting segments at speaker changes), and fills the transcript's
-/// `speakers` and `turns`. With no turns (silence, noise) the transcript is left as it is:
-/// no speakers.
+/// `speakers` and `turns`. A speaker no word goes to is dropped (a voice in noise, a cough):
+/// with no turns or no words (silence, noise) the transcript is left as it is, without
+/// speakers.
 pub fn assign_speakers(transcript: &mut Transcript, turns: &[RawTurn]) {
-    let mut turns: Vec<RawTurn> = turns
+    let turns: Vec<RawTurn> = turns
         .iter()
         .copied()
         .filter(|t| t.end > t.start && t.start.is_finite() && t.end.is_finite())
+        .collect();
+    let all: Vec<(f64, f64, usize)> = turns.iter().map(|t| (t.start, t.end, t.speaker)).collect();
+    let mut speaking: Vec<usize> = Vec::new();
+    for seg in &transcript.segments {
+        let spans: Vec<(f64, f64)> = match &seg.words {
+            Some(words) if !words.is_empty() => words.iter().map(|w| (w.start, w.end)).collect(),
+            _ => vec![(seg.start, seg.end)],
+        };
+        for (start, end) in spans {
+            if !all.is_empty() {
+                let k = speaker_of(start, end.max(start + 0.001), &all);
+                if !speaking.contains(&k) {
+                    speaking.push(k);
+                }
+            }
+        }
+    }
+    let mut turns: Vec<RawTurn> = turns
+        .into_iter()
+        .filter(|t| speaking.contains(&t.speaker))
         .collect();
     if turns.is_empty() {
         return;
@@ -262,7 +283,7 @@ mod tests {
     #[test]
     fn a_word_in_a_pause_goes_to_the_nearest_turn_and_overlaps_count_per_speaker() {
         let mut t = Transcript {
-            segments: vec![segment(vec![word("Hmm.", 5.0, 5.2)])],
+            segments: vec![segment(vec![word("Hi.", 0.5, 1.0), word("Hmm.", 5.0, 5.2)])],
             ..Default::default()
         };
         assign_speakers(
@@ -274,11 +295,26 @@ mod tests {
                 turn(4.0, 4.5, 1),
             ],
         );
-        assert_eq!(t.segments[0].speaker.as_deref(), Some("S2"));
+        assert_eq!(t.segments[1].text, "Hmm.");
+        assert_eq!(t.segments[1].speaker.as_deref(), Some("S2"));
         // S1's two turns overlap and merge: 0.0-2.5.
         assert!((t.speakers[0].speech_seconds - 2.5).abs() < 1e-9);
         assert!((t.speakers[1].speech_seconds - 2.0).abs() < 1e-9);
         assert_eq!(t.turns.len(), 3);
+    }
+
+    #[test]
+    fn a_speaker_without_words_is_dropped() {
+        let mut t = Transcript {
+            segments: vec![segment(vec![word("Hello.", 3.0, 3.5)])],
+            ..Default::default()
+        };
+        // Cluster 4 is a voice in the noise before the talk: it says no word.
+        assign_speakers(&mut t, &[turn(0.0, 1.0, 4), turn(2.8, 3.6, 1)]);
+        assert_eq!(t.speakers.len(), 1);
+        assert_eq!(t.speakers[0].id, "S1");
+        assert_eq!(t.turns.len(), 1);
+        assert_eq!(t.segments[0].speaker.as_deref(), Some("S1"));
     }
 
     #[test]

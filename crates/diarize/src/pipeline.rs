@@ -234,7 +234,8 @@ impl Diarization<'_> {
             self.buffer_start += step;
         }
         if self.embeddings.is_empty() {
-            return Ok(Vec::new());
+            // Speech too short to embed anywhere (half a second in all) is one speaker's.
+            return Ok(self.stitch(&[], 1));
         }
         let vectors: Vec<&[f32]> = self.embeddings.iter().map(|e| &e.vector[..]).collect();
         let weights: Vec<f32> = self.embeddings.iter().map(|e| e.seconds).collect();
@@ -262,8 +263,16 @@ impl Diarization<'_> {
         let mut count = vec![0u32; total_frames];
         let mut seen = vec![0u16; total_frames];
         for w in &self.windows {
-            let cluster_of: Vec<Option<usize>> =
-                w.embedding.iter().map(|e| e.map(|i| labels[i])).collect();
+            let cluster_of: Vec<Option<usize>> = w
+                .embedding
+                .iter()
+                .map(|e| match e {
+                    Some(i) => labels.get(*i).copied(),
+                    // Nothing was clustered: every voice is the one speaker.
+                    None if labels.is_empty() => Some(0),
+                    None => None,
+                })
+                .collect();
             for (f, &bits) in w.active.iter().enumerate() {
                 let g = w.first_frame + f;
                 if g >= total_frames {
