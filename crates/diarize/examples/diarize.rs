@@ -58,6 +58,9 @@ fn main() {
     if let Some(t) = flag("--threshold") {
         options.threshold = t.parse().expect("--threshold T");
     }
+    if let Some(g) = flag("--min-gap") {
+        options.min_gap_seconds = g.parse().expect("--min-gap SECONDS");
+    }
     if let Some(s) = flag("--step") {
         options.step_frames = s.parse().expect("--step FRAMES");
     }

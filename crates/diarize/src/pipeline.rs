@@ -42,6 +42,9 @@ pub struct DiarizeOptions {
     /// Local speech shorter than this (seconds) in a window is not embedded; its frames
     /// follow the speaker of the window's other talk, or are dropped.
     pub min_embed_seconds: f64,
+    /// A speaker's pauses shorter than this (seconds) stay inside their turn: a turn is what
+    /// one says before the next speaks, not each breath group.
+    pub min_gap_seconds: f64,
 }
 
 impl Default for DiarizeOptions {
@@ -53,6 +56,7 @@ impl Default for DiarizeOptions {
             threshold: DEFAULT_THRESHOLD,
             step_frames: 296,
             min_embed_seconds: 0.5,
+            min_gap_seconds: 0.5,
         }
     }
 }
@@ -103,6 +107,7 @@ impl Models {
             buffer: Vec::with_capacity(WINDOW_SAMPLES),
             buffer_start: 0,
             total: 0,
+            covered: 0,
             windows: Vec::new(),
             embeddings: Vec::new(),
         })
@@ -133,6 +138,8 @@ pub struct Diarization<'m> {
     buffer_start: usize,
     /// Samples pushed so far.
     total: usize,
+    /// Samples up to which windows have been processed.
+    covered: usize,
     windows: Vec<Window>,
     embeddings: Vec<Embedding>,
 }
@@ -210,6 +217,7 @@ impl Diarization<'_> {
                 seconds: samples.len() as f32 / segmentation::SAMPLE_RATE as f32,
             });
         }
+        self.covered = self.buffer_start + WINDOW_SAMPLES;
         self.windows.push(Window {
             first_frame: self.buffer_start / FRAME_STEP_SAMPLES,
             active,
@@ -222,12 +230,7 @@ impl Diarization<'_> {
     pub fn finish(mut self) -> Result<Vec<SpeakerTurn>> {
         // The audio after the last full window, in windows that start a step apart, until a
         // window reaches the end.
-        let covered = |d: &Self| {
-            d.windows
-                .last()
-                .map_or(0, |_| d.buffer_start - d.step_samples() + WINDOW_SAMPLES)
-        };
-        while self.total > covered(&self) && !self.buffer.is_empty() {
+        while self.total > self.covered && !self.buffer.is_empty() {
             self.process_window()?;
             let step = self.step_samples().min(self.buffer.len());
             self.buffer.drain(..step);
@@ -339,6 +342,20 @@ impl Diarization<'_> {
                 }
             }
         }
+        turns.sort_by(|a, b| a.speaker.cmp(&b.speaker).then(a.start.total_cmp(&b.start)));
+        let mut filled: Vec<SpeakerTurn> = Vec::with_capacity(turns.len());
+        for t in turns {
+            match filled.last_mut() {
+                Some(last)
+                    if last.speaker == t.speaker
+                        && t.start - last.end < self.options.min_gap_seconds =>
+                {
+                    last.end = last.end.max(t.end)
+                }
+                _ => filled.push(t),
+            }
+        }
+        let mut turns = filled;
         turns.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.speaker.cmp(&b.speaker)));
         // Speakers numbered by first appearance; clusters that kept no frame disappear.
         let mut first_seen: Vec<usize> = Vec::new();
