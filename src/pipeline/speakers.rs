@@ -2,6 +2,8 @@
 //! memory), then it is transcribed through the windowed pipeline (one window in memory), and
 //! the outputs are written once at the end with every word and segment labelled. The
 //! speakers come first so that their scratch memory is free again before whisper's grows.
+//! The caller's segment hook gets the labelled segments at the end, not the unlabelled ones
+//! as they are transcribed.
 
 use std::path::Path;
 
@@ -34,8 +36,10 @@ pub(super) fn transcribe(
         h(DIARIZATION_SHARE);
     }
     let progress = |f: f32| DIARIZATION_SHARE + f * (1.0 - DIARIZATION_SHARE);
-    let (segments, mut summary) =
-        collect_segments(engine, path, outputs, &options, hooks, mode, &progress)?;
+    let user_segment = hooks.on_segment.take();
+    let collected = collect_segments(engine, path, outputs, &options, hooks, mode, &progress);
+    hooks.on_segment = user_segment;
+    let (segments, mut summary) = collected?;
     let mut transcript = Transcript {
         language: summary.language.clone(),
         language_probability: summary.language_probability,
@@ -44,7 +48,14 @@ pub(super) fn transcribe(
         ..Default::default()
     };
     assign_speakers(&mut transcript, &turns);
+    if let Some(h) = hooks.on_segment.as_mut() {
+        for seg in &transcript.segments {
+            h(seg);
+        }
+    }
     summary.segments = transcript.segments.len();
+    summary.speakers = transcript.speakers.clone();
+    summary.turns = transcript.turns.clone();
     summary.rule_violations = write_whole(&transcript, outputs)?;
     Ok(summary)
 }

@@ -145,6 +145,8 @@ struct AudioRequest {
     temperature: f32,
     words: bool,
     segments: bool,
+    /// Label speakers (`diarize=true`, a verbatim extension).
+    diarize: bool,
 }
 
 pub(super) async fn audio_route(
@@ -347,6 +349,7 @@ async fn read_request(
     let mut format = None;
     let mut temperature = None;
     let mut granularities: Vec<String> = Vec::new();
+    let mut diarize = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
@@ -406,6 +409,7 @@ async fn read_request(
             "prompt" => prompt = Some(value),
             "response_format" => format = Some(value),
             "temperature" => temperature = Some(value),
+            "diarize" => diarize = Some(value),
             "timestamp_granularities[]" | "timestamp_granularities" => {
                 granularities.extend(value.split(',').map(|s| s.trim().to_string()))
             }
@@ -463,6 +467,19 @@ async fn read_request(
             Some(l)
         }
     };
+    let diarize = match diarize.as_deref().map(|d| d.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(d) => match d.as_str() {
+            "" | "false" | "0" => false,
+            "true" | "1" => true,
+            _ => {
+                return Err(ApiError::bad_request(
+                    Some("diarize"),
+                    format!("Invalid diarize '{d}': expected true or false."),
+                ))
+            }
+        },
+    };
     let mut words = false;
     let mut segments = granularities.is_empty();
     for g in granularities.iter().filter(|g| !g.is_empty()) {
@@ -489,6 +506,7 @@ async fn read_request(
         temperature,
         words,
         segments,
+        diarize,
     })
 }
 
@@ -530,6 +548,7 @@ fn run_job(
         temperature,
         words,
         segments,
+        diarize,
     } = request;
     if cancel.load(Ordering::SeqCst) {
         return Err(cancelled());
@@ -554,9 +573,30 @@ fn run_job(
         word_timestamps: words || format.is_subtitle(),
         ..state.options.transcribe.clone()
     };
+    let diarizer = if diarize {
+        let loaded = state.diarizer.get_or_init(|| {
+            crate::diarization::locate_models()
+                .and_then(|m| crate::diarization::Diarizer::load(&m, Default::default()))
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(d) => Some(d.clone()),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    Some("diarize"),
+                    format!("This server cannot diarize: {e}"),
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_code("diarization_unavailable"))
+            }
+        }
+    } else {
+        None
+    };
     let pipeline_options = PipelineOptions {
         transcribe: options.clone(),
         max_seconds: state.options.max_audio_seconds,
+        diarize: diarizer,
         ..PipelineOptions::default()
     };
     let mut segments_out = Vec::new();
@@ -605,8 +645,8 @@ fn run_job(
     drop(data);
     let duration = summary.duration;
     let transcript = Transcript {
-        speakers: Vec::new(),
-        turns: Vec::new(),
+        speakers: summary.speakers,
+        turns: summary.turns,
         language: summary.language,
         language_probability: summary.language_probability,
         duration,

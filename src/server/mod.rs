@@ -124,6 +124,10 @@ pub struct AppState {
     next_job: AtomicU64,
     /// Open connections and uploads in progress, per client address.
     clients: Arc<limits::Clients>,
+    /// The diarization models, loaded by the first request that asks for speakers
+    /// (`diarize=true`); the error, if they could not be, is that request's and every later
+    /// one's answer.
+    diarizer: std::sync::OnceLock<Result<crate::diarization::Diarizer, String>>,
 }
 
 /// A running job as `/health` shows it.
@@ -149,6 +153,7 @@ impl AppState {
             jobs: std::sync::Mutex::new(Vec::new()),
             next_job: AtomicU64::new(0),
             clients: Arc::new(limits::Clients::default()),
+            diarizer: std::sync::OnceLock::new(),
         })
     }
 }

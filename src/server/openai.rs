@@ -187,6 +187,9 @@ pub struct VerboseJson {
     /// Words; only when `timestamp_granularities[]` includes `word`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<VerboseWord>>,
+    /// The speakers, with `diarize=true` (a verbatim extension): `id` and `speech_seconds`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub speakers: Vec<crate::transcript::Speaker>,
 }
 
 /// OpenAI's `TranscriptionSegment`.
@@ -214,6 +217,9 @@ pub struct VerboseSegment {
     pub compression_ratio: f64,
     /// Whisper's probability that the window holds no speech.
     pub no_speech_prob: f32,
+    /// Who speaks (`S1`, ...), with `diarize=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// OpenAI's `TranscriptionWord`.
@@ -225,6 +231,9 @@ pub struct VerboseWord {
     pub start: f64,
     /// End, seconds.
     pub end: f64,
+    /// Who speaks (`S1`, ...), with `diarize=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// Whisper's compression ratio of a text: bytes over zlib-compressed bytes (level 6, as
@@ -309,6 +318,7 @@ pub fn verbose_json(input: &RenderInput<'_>) -> VerboseJson {
                 avg_logprob: s.avg_logprob,
                 compression_ratio: compression_ratio(&s.text),
                 no_speech_prob: s.no_speech_prob,
+                speaker: s.speaker.clone(),
             })
             .collect()
     });
@@ -320,6 +330,7 @@ pub fn verbose_json(input: &RenderInput<'_>) -> VerboseJson {
                 word: w.text.clone(),
                 start: ms(w.start),
                 end: ms(w.end),
+                speaker: w.speaker.clone(),
             })
             .collect()
     });
@@ -330,6 +341,7 @@ pub fn verbose_json(input: &RenderInput<'_>) -> VerboseJson {
         text: t.text(),
         segments,
         words,
+        speakers: t.speakers.clone(),
     }
 }
 

