@@ -45,6 +45,13 @@ fn read_wav(path: &str) -> Vec<f32> {
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let raw = match args.iter().position(|a| a == "--raw") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
     let mut options = DiarizeOptions::default();
     let mut flag = |name: &str| -> Option<String> {
         let i = args.iter().position(|a| a == name)?;
@@ -57,6 +64,9 @@ fn main() {
     }
     if let Some(t) = flag("--threshold") {
         options.threshold = t.parse().expect("--threshold T");
+    }
+    if let Some(m) = flag("--min-embed") {
+        options.min_embed_seconds = m.parse().expect("--min-embed SECONDS");
     }
     if let Some(g) = flag("--min-gap") {
         options.min_gap_seconds = g.parse().expect("--min-gap SECONDS");
@@ -79,7 +89,10 @@ fn main() {
     });
     let audio = read_wav(wav);
     let t0 = Instant::now();
-    let models = Models::load(&seg, &emb).expect("load the models");
+    let mut models = Models::load(&seg, &emb).expect("load the models");
+    if raw {
+        models.set_embedding_output(diarize::campplus::Output::Raw);
+    }
     let load = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let mut d = models.diarize(&options).expect("options");

