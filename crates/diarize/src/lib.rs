@@ -17,5 +17,5 @@ pub mod segmentation;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use pipeline::{DiarizeOptions, Diarization, Models, SpeakerTurn};
+pub use pipeline::{Diarization, DiarizeOptions, Models, SpeakerTurn};
 pub use tensor::Tensor;
