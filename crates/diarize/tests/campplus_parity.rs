@@ -6,31 +6,11 @@ mod common;
 
 use std::time::Instant;
 
+use common::{f32s, pcm};
 use diarize::campplus::{cosine, CamPlus, Output, EMBEDDING_DIM};
 use diarize::Error;
 
 const MODEL: &str = "speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt";
-
-fn data(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn f32s(name: &str) -> Vec<f32> {
-    data(name)
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-fn pcm(name: &str) -> Vec<f32> {
-    data(name)
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
-}
 
 fn relu(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.max(0.0)).collect()

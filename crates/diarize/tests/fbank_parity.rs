@@ -3,28 +3,10 @@
 //! 1089-134686-0002 (fixture: `tests/data/campplus_1089_2s.i16`, its reference
 //! `tests/data/fbank_1089_2s.f32`).
 
+mod common;
+
+use common::{f32s, pcm};
 use diarize::fbank::{num_frames, subtract_mean, Fbank, NUM_MEL_BINS};
-
-fn data(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn f32s(name: &str) -> Vec<f32> {
-    data(name)
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-fn pcm(name: &str) -> Vec<f32> {
-    data(name)
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
-}
 
 #[test]
 fn fbank_matches_the_numpy_reference() {

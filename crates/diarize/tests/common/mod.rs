@@ -110,3 +110,27 @@ pub fn read_wav_mono(path: &Path) -> (u32, Vec<f32>) {
     }
     panic!("{}: no data chunk", path.display());
 }
+
+/// The bytes of a fixture in `tests/data`.
+pub fn data(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A fixture of little-endian f32 values.
+pub fn f32s(name: &str) -> Vec<f32> {
+    data(name)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// A fixture of little-endian 16-bit PCM, scaled to [-1, 1).
+pub fn pcm(name: &str) -> Vec<f32> {
+    data(name)
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}
