@@ -54,8 +54,18 @@ fn build_long_file(path: &Path, count: usize, spacing_s: usize, length_s: usize)
         for (i, s) in utt.iter().enumerate() {
             samples[at + i] += s;
         }
-        // First sample that is clearly speech: the utterance's true start.
-        let onset = utt.iter().position(|s| s.abs() > 0.02).unwrap_or(0);
+        // The utterance's true start: the first 50 ms within 20 dB of its loudest 10 ms (a
+        // click or a breath before the first word is not speech).
+        let rms: Vec<f32> = utt
+            .chunks(SR / 100)
+            .map(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt())
+            .collect();
+        let peak = rms.iter().cloned().fold(0.0, f32::max);
+        let onset = rms
+            .windows(5)
+            .position(|w| w.iter().all(|r| *r >= peak * 0.1))
+            .unwrap_or(0)
+            * (SR / 100);
         placed.push(Placed {
             name: name.clone(),
             speech_start: (at + onset) as f64 / SR as f64,
