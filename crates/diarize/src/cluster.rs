@@ -687,46 +687,4 @@ mod tests {
         }
         labels
     }
-
-    /// Timing: `cargo test -p verbatim-diarize --release --lib cluster::tests::speed -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn speed() {
-        // noise 0.8: same-speaker cosine about 0.6 (realistic); 1.5: about 0.3 (all far)
-        for (n, noise) in [(2000usize, 0.8f32), (2000, 1.5), (3000, 0.8)] {
-            let (emb, truth) = blobs(8, n / 8, noise, 42);
-            for linkage in [Linkage::Average, Linkage::Centroid] {
-                let opts = ClusterOptions {
-                    linkage,
-                    threshold: 0.5,
-                    ..Default::default()
-                };
-                let t = std::time::Instant::now();
-                let c = cluster(&emb, None, &opts).unwrap();
-                let el = t.elapsed();
-                println!(
-                    "N={n} noise={noise} {linkage:?}: {:.3} s, {} clusters, exact={}",
-                    el.as_secs_f64(),
-                    c.num_clusters,
-                    same_partition(&c.labels, &truth)
-                );
-            }
-        }
-        // the whole dendrogram (num_speakers = 1) on noisy data
-        let (emb, _) = blobs(8, 250, 1.5, 43);
-        for linkage in [Linkage::Average, Linkage::Centroid] {
-            let opts = ClusterOptions {
-                linkage,
-                num_speakers: Some(1),
-                ..Default::default()
-            };
-            let t = std::time::Instant::now();
-            let c = cluster(&emb, None, &opts).unwrap();
-            println!(
-                "N=2000 noise=1.5 {linkage:?} down to {} cluster: {:.3} s",
-                c.num_clusters,
-                t.elapsed().as_secs_f64()
-            );
-        }
-    }
 }

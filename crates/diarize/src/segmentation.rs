@@ -352,6 +352,7 @@ impl Segmentation {
             &self.sinc,
             (1, SINC_TAPS),
             &mut x,
+            false,
         );
         for v in &mut x {
             *v = v.abs();
@@ -368,14 +369,16 @@ impl Segmentation {
                 y.extend_from_slice(&conv.bias);
             }
             // Row t of A is the 5 consecutive time-major input rows starting at t.
-            strided_matmul_acc(
+            strided_matmul(
                 t_out,
                 CONV_KERNEL * conv.inputs,
                 CONV_CHANNELS,
                 &x,
                 conv.inputs,
                 &conv.weight,
+                (CONV_CHANNELS, 1),
                 &mut y,
+                true,
             );
             x = max_pool3(&y, CONV_CHANNELS);
             instance_norm(&mut x, CONV_CHANNELS, norm);
@@ -471,7 +474,7 @@ fn sinc_filters(w: &Weights) -> Result<Vec<f32>> {
     Ok(filters)
 }
 
-/// `c = A · B` with `A` an `m × k` view of `a` whose row `i` starts at `a[i · row_step]`
+/// `c = A · B` (`c += A · B` with `accumulate`) with `A` an `m × k` view of `a` whose row `i` starts at `a[i · row_step]`
 /// (rows may overlap: a convolution's im2col without the copy) and `B` an `k × n` view of `b`
 /// with element `(p, j)` at `b[p · b_strides.0 + j · b_strides.1]`.
 #[allow(clippy::too_many_arguments)]
@@ -484,6 +487,7 @@ fn strided_matmul(
     b: &[f32],
     b_strides: (usize, usize),
     c: &mut [f32],
+    accumulate: bool,
 ) {
     assert!(m > 0 && k > 0 && n > 0);
     assert!((m - 1) * row_step + k <= a.len());
@@ -503,41 +507,7 @@ fn strided_matmul(
             b.as_ptr(),
             b_strides.0 as isize,
             b_strides.1 as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// `c += A · B`, `A` as in [`strided_matmul`], `B` a row-major `k × n` matrix.
-fn strided_matmul_acc(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    row_step: usize,
-    b: &[f32],
-    c: &mut [f32],
-) {
-    assert!(m > 0 && k > 0 && n > 0);
-    assert!((m - 1) * row_step + k <= a.len());
-    assert!(b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: as in `strided_matmul`.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            row_step as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            1.0,
+            if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
             n as isize,
             1,
