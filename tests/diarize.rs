@@ -183,13 +183,33 @@ fn decode(path: &Path) -> Vec<f32> {
     prepared.streams.into_iter().next().unwrap()
 }
 
+/// The RMS of each 10 ms frame.
+fn frame_rms(audio: &[f32]) -> Vec<f32> {
+    audio
+        .chunks(160)
+        .map(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt())
+        .collect()
+}
+
+/// Writes 16 kHz mono 16-bit PCM, each sample scaled by `gain`.
+fn write_wav(path: &Path, samples: &[f32], gain: f32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for x in samples {
+        w.write_sample((x * gain * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 /// `audio` without the silence LibriSpeech leaves at its ends: from the first to the last
 /// 10 ms frame within 40 dB of the loudest.
 fn trimmed(audio: &[f32]) -> &[f32] {
-    let rms: Vec<f32> = audio
-        .chunks(160)
-        .map(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt())
-        .collect();
+    let rms = frame_rms(audio);
     let peak = rms.iter().cloned().fold(0.0, f32::max);
     let loud = |r: &f32| *r >= peak * 0.01;
     let first = rms.iter().position(loud).unwrap_or(0);
@@ -201,10 +221,7 @@ fn trimmed(audio: &[f32]) -> &[f32] {
 /// the loudest, pauses shorter than 0.5 s bridged. A reader's longer pauses are not speech,
 /// as diarization references mark them (DIHARD marks pauses from 0.2 s).
 fn speech_regions(audio: &[f32]) -> Vec<(usize, usize)> {
-    let rms: Vec<f32> = audio
-        .chunks(160)
-        .map(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt())
-        .collect();
+    let rms = frame_rms(audio);
     let peak = rms.iter().cloned().fold(0.0, f32::max);
     let mut regions: Vec<(usize, usize)> = Vec::new();
     for (i, r) in rms.iter().enumerate() {
@@ -297,17 +314,7 @@ fn conversation(
     mix.resize(mix.len() + 16000, 0.0);
     let peak = mix.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);
     let gain = if peak > 0.99 { 0.99 / peak } else { 1.0 };
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(wav, spec).unwrap();
-    for x in mix {
-        w.write_sample((x * gain * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(wav, &mix, gain);
     truth
 }
 
@@ -378,17 +385,7 @@ fn one_voice_is_one_speaker_and_noise_is_none() {
     let speech = decode(&audio("1221-135766-0002.wav"));
     let clip = &trimmed(&speech)[..8000];
     let wav = dir.path().join("half_second.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-    for x in clip {
-        w.write_sample((x * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(&wav, clip, 1.0);
     let out = run(diarize(&models)
         .arg(&wav)
         .args(["-f", "json", "-o"])
