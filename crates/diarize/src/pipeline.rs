@@ -1,15 +1,17 @@
 //! The diarization pipeline: who spoke when in a recording of any length, in bounded memory.
 //!
-//! As pyannote's speaker-diarization pipeline does: the segmentation model finds up to three
-//! local speakers (and their overlap) in each 10 s window of a sliding window; each local
-//! speaker's speech in the window is embedded with CAM++; the embeddings of the whole
-//! recording are clustered into speakers; and each window's local speakers, mapped to their
-//! clusters, are stitched back into one timeline where, frame by frame, the speakers of the
-//! covering windows vote and as many speakers are kept as the windows count on average.
+//! Much as pyannote's speaker-diarization pipeline does: the segmentation model finds up to
+//! three local speakers (and their overlap) in each 10 s window of a sliding window; each
+//! stretch of a local speaker's speech in the window is embedded with CAM++ (pyannote embeds
+//! a local speaker's whole speech in the window, which mixes two similar voices whenever the
+//! model gives them one local speaker); the embeddings of the whole recording are clustered
+//! into speakers; and each window's stretches, mapped to their clusters, are stitched back
+//! into one timeline where, frame by frame, the speakers of the covering windows vote and as
+//! many speakers are kept as the windows count on average.
 //!
 //! Audio arrives in pieces ([`Diarization::push`]); only the current window's samples are
-//! held. What each window leaves behind is small (three bits per 17 ms frame and at most
-//! three 192-d embeddings), so an hour costs a few megabytes.
+//! held. What each window leaves behind is small (three bits per 17 ms frame and a few
+//! 192-d embeddings), so an hour costs a few megabytes.
 
 use std::path::Path;
 
@@ -20,9 +22,7 @@ use crate::segmentation::{
 };
 use crate::{Error, Result};
 
-/// The clustering threshold for CAM++ embeddings (average linkage, cosine distance):
-/// docs/diarization.md has the figures it was chosen by.
-pub const DEFAULT_THRESHOLD: f32 = 0.6;
+pub use crate::cluster::DEFAULT_THRESHOLD;
 
 /// How a recording is diarized.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,9 +129,25 @@ struct Window {
     first_frame: usize,
     /// Per frame, the active local speakers as bits.
     active: Vec<u8>,
-    /// Per local speaker, the index of its embedding, if it spoke long enough.
-    embedding: [Option<usize>; NUM_SPEAKERS],
+    /// Each local speaker's stretches of speech in the window, in order.
+    runs: Vec<Run>,
 }
+
+/// One stretch of one local speaker's speech in a window. The segmentation model can give
+/// two similar voices the same local speaker within a window, but hardly ever inside one
+/// stretch of speech, so stretches, not local speakers, are embedded and clustered.
+struct Run {
+    speaker: u8,
+    /// First and last frame of the stretch, window-relative.
+    first: u16,
+    last: u16,
+    /// Its embedding, or (when too short to embed) the embedding of the same local
+    /// speaker's nearest stretch.
+    embedding: Option<usize>,
+}
+
+/// Pauses of a local speaker up to this many frames (84 ms) stay inside one stretch.
+const RUN_GAP_FRAMES: usize = 5;
 
 struct Embedding {
     vector: Vec<f32>,
@@ -194,43 +210,50 @@ impl Diarization<'_> {
                 )
             })
             .collect();
-        let mut embedding = [None; NUM_SPEAKERS];
         let min_frames =
-            (self.options.min_embed_seconds / segmentation::FRAME_STEP_SECONDS).ceil() as usize;
-        for (k, slot) in embedding.iter_mut().enumerate() {
+            ((self.options.min_embed_seconds / segmentation::FRAME_STEP_SECONDS).ceil() as usize)
+                .max(1);
+        let mut runs = Vec::new();
+        for k in 0..NUM_SPEAKERS {
             let bit = 1u8 << k;
-            // Speech of this speaker alone (overlap would blur the voice), else all of it.
-            let alone: Vec<usize> = (0..active.len()).filter(|&f| active[f] == bit).collect();
-            let any: Vec<usize> = (0..active.len())
+            let first_run = runs.len();
+            let frames: Vec<usize> = (0..active.len())
                 .filter(|&f| active[f] & bit != 0)
                 .collect();
-            let frames = if alone.len() >= min_frames {
-                alone
+            for run in split_runs(&frames) {
+                // Speech of this speaker alone (overlap would blur the voice), else all of it.
+                let alone: Vec<usize> = run.iter().copied().filter(|&f| active[f] == bit).collect();
+                let chosen = if alone.len() >= min_frames {
+                    &alone
+                } else {
+                    run
+                };
+                let embedding = if chosen.len() >= min_frames {
+                    embed(self.models, &mut self.embeddings, audio, chosen)?
+                } else {
+                    None
+                };
+                runs.push(Run {
+                    speaker: k as u8,
+                    first: run[0] as u16,
+                    last: run[run.len() - 1] as u16,
+                    embedding,
+                });
+            }
+            let mine = &mut runs[first_run..];
+            if mine.iter().all(|r| r.embedding.is_none()) && frames.len() >= min_frames {
+                // Only short stretches: together they are one voice print.
+                let embedding = embed(self.models, &mut self.embeddings, audio, &frames)?;
+                mine.iter_mut().for_each(|r| r.embedding = embedding);
             } else {
-                any
-            };
-            if frames.len() < min_frames.max(1) {
-                continue;
+                borrow_nearest(mine);
             }
-            let samples = gather(audio, &frames);
-            if samples.len() < campplus::MIN_SAMPLES {
-                continue;
-            }
-            let vector = self.models.embedding.embed(&samples)?;
-            if !vector.iter().all(|x| x.is_finite()) || vector.iter().all(|&x| x == 0.0) {
-                continue;
-            }
-            *slot = Some(self.embeddings.len());
-            self.embeddings.push(Embedding {
-                vector,
-                seconds: samples.len() as f32 / segmentation::SAMPLE_RATE as f32,
-            });
         }
         self.covered = self.buffer_start + WINDOW_SAMPLES;
         self.windows.push(Window {
             first_frame: self.buffer_start / FRAME_STEP_SAMPLES,
             active,
-            embedding,
+            runs,
         });
         Ok(())
     }
@@ -276,16 +299,19 @@ impl Diarization<'_> {
         let mut count = vec![0u32; total_frames];
         let mut seen = vec![0u16; total_frames];
         for w in &self.windows {
-            let cluster_of: Vec<Option<usize>> = w
-                .embedding
-                .iter()
-                .map(|e| match e {
-                    Some(i) => labels.get(*i).copied(),
+            // Per frame and local speaker, the cluster of the stretch it lies in.
+            let mut cluster_of = vec![[None::<usize>; NUM_SPEAKERS]; w.active.len()];
+            for r in &w.runs {
+                let cluster = match r.embedding {
+                    Some(i) => labels.get(i).copied(),
                     // Nothing was clustered: every voice is the one speaker.
                     None if labels.is_empty() => Some(0),
                     None => None,
-                })
-                .collect();
+                };
+                for row in &mut cluster_of[r.first as usize..=r.last as usize] {
+                    row[r.speaker as usize] = cluster;
+                }
+            }
             for (f, &bits) in w.active.iter().enumerate() {
                 let g = w.first_frame + f;
                 if g >= total_frames {
@@ -294,7 +320,7 @@ impl Diarization<'_> {
                 seen[g] += 1;
                 count[g] += bits.count_ones();
                 let mut heard = 0u64;
-                for (k, c) in cluster_of.iter().enumerate() {
+                for (k, c) in cluster_of[f].iter().enumerate() {
                     if bits & (1 << k) != 0 {
                         if let Some(c) = *c {
                             heard |= 1u64 << c.min(63);
@@ -381,6 +407,65 @@ impl Diarization<'_> {
     }
 }
 
+/// The embedding of the audio under `frames` (window-relative), stored; `None` when the
+/// audio is too short or the model gives nothing usable.
+fn embed(
+    models: &Models,
+    embeddings: &mut Vec<Embedding>,
+    audio: &[f32],
+    frames: &[usize],
+) -> Result<Option<usize>> {
+    let samples = gather(audio, frames);
+    if samples.len() < campplus::MIN_SAMPLES {
+        return Ok(None);
+    }
+    let vector = models.embedding.embed(&samples)?;
+    if !vector.iter().all(|x| x.is_finite()) || vector.iter().all(|&x| x == 0.0) {
+        return Ok(None);
+    }
+    embeddings.push(Embedding {
+        vector,
+        seconds: samples.len() as f32 / segmentation::SAMPLE_RATE as f32,
+    });
+    Ok(Some(embeddings.len() - 1))
+}
+
+/// Sorted frames split into stretches, bridging gaps of up to [`RUN_GAP_FRAMES`].
+fn split_runs(frames: &[usize]) -> Vec<&[usize]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=frames.len() {
+        if i == frames.len() || frames[i] - frames[i - 1] > RUN_GAP_FRAMES + 1 {
+            if i > start {
+                runs.push(&frames[start..i]);
+            }
+            start = i;
+        }
+    }
+    runs
+}
+
+/// Stretches too short to embed take the embedding of the nearest stretch (in time) of the
+/// same local speaker that has one.
+fn borrow_nearest(runs: &mut [Run]) {
+    let embedded: Vec<(u16, u16, usize)> = runs
+        .iter()
+        .filter_map(|r| r.embedding.map(|e| (r.first, r.last, e)))
+        .collect();
+    for r in runs.iter_mut().filter(|r| r.embedding.is_none()) {
+        r.embedding = embedded
+            .iter()
+            .min_by_key(|(first, last, _)| {
+                if *last < r.first {
+                    r.first - last
+                } else {
+                    first.saturating_sub(r.last)
+                }
+            })
+            .map(|&(_, _, e)| e);
+    }
+}
+
 /// Where the step of audio a frame stands for begins, from the frame's first sample: the
 /// step centred in the frame's receptive field.
 const CENTRE_OFFSET: usize = (segmentation::FRAME_SIZE_SAMPLES - FRAME_STEP_SAMPLES) / 2;
@@ -401,4 +486,45 @@ fn gather(audio: &[f32], frames: &[usize]) -> Vec<f32> {
         i = j + 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stretches_split_at_pauses_longer_than_the_bridge() {
+        let frames: Vec<usize> = (0..10).chain(15..20).chain(27..30).collect();
+        let runs = split_runs(&frames);
+        // 10 -> 15 is a gap of 4 frames (bridged); 20 -> 27 a gap of 6 (not).
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0], &frames[..15]);
+        assert_eq!(runs[1], &[27, 28, 29]);
+        assert!(split_runs(&[]).is_empty());
+        assert_eq!(split_runs(&[7]), vec![&[7][..]]);
+    }
+
+    #[test]
+    fn short_stretches_borrow_the_nearest_embedded_one() {
+        let run = |first: u16, last: u16, embedding| Run {
+            speaker: 0,
+            first,
+            last,
+            embedding,
+        };
+        let mut runs = vec![
+            run(0, 10, None),
+            run(20, 100, Some(4)),
+            run(110, 115, None),
+            run(300, 310, None),
+            run(320, 500, Some(9)),
+        ];
+        borrow_nearest(&mut runs);
+        let got: Vec<Option<usize>> = runs.iter().map(|r| r.embedding).collect();
+        assert_eq!(got, vec![Some(4), Some(4), Some(4), Some(9), Some(9)]);
+
+        let mut none = vec![run(0, 10, None)];
+        borrow_nearest(&mut none);
+        assert_eq!(none[0].embedding, None);
+    }
 }
