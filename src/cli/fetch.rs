@@ -120,6 +120,27 @@ pub fn ensure_model(arg: &str, offline: bool, quiet: bool) -> Result<PathBuf, Er
     Ok(path)
 }
 
+/// The diarization models, downloading the missing ones with a display (never when offline).
+pub fn ensure_diarization_models(
+    offline: bool,
+    quiet: bool,
+) -> Result<verbatim::diarization::DiarizationModels, Error> {
+    let mut display = FetchDisplay::new(quiet);
+    let mut fetched = false;
+    let models = verbatim::diarization::ensure_models(offline, &mut |e| {
+        fetched |= matches!(e, Event::Start { .. });
+        display.event(e)
+    })?;
+    if fetched {
+        let dir = models
+            .segmentation
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        display.done("the diarization models", dir);
+    }
+    Ok(models)
+}
+
 /// The Silero VAD model: `arg` (name or file) when given, else a Silero file next to the Whisper
 /// model, else the registry default from the store (downloaded on first use).
 pub fn ensure_vad(

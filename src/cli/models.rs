@@ -25,6 +25,7 @@ pub const AFTER_HELP: &str = "\
 Examples:
   verbatim models list
   verbatim models pull base.en large-v3-turbo-q5_0
+  verbatim models pull diarize
   verbatim models verify
   verbatim models path tiny.en
   verbatim models rm medium
@@ -33,7 +34,8 @@ Examples:
 Models live in $VERBATIM_MODELS_DIR, else $XDG_CACHE_HOME/verbatim/models (~/.cache/verbatim/models).
 Downloads come from https://huggingface.co unless VERBATIM_MODEL_URL names a mirror, are resumed
 after an interruption, and are verified against the registry's checksum before they are used.
-VERBATIM_REGISTRY names a file of extra registry rows (same format as the built-in table).";
+VERBATIM_REGISTRY names a file of extra registry rows (same format as the built-in table).
+`diarize` stands for the speaker diarization models (--diarize), which install into diarize/.";
 
 /// Options of `verbatim models`.
 #[derive(Debug, Args)]
@@ -52,7 +54,8 @@ enum ModelsCommand {
     },
     /// Download and verify models (skips those already installed).
     Pull {
-        /// Registry names, e.g. base.en, large-v3-turbo-q5_0, silero-v6.2.0.
+        /// Registry names, e.g. base.en, large-v3-turbo-q5_0, silero-v6.2.0; `diarize` for both
+        /// diarization models.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
         /// Print only errors.
@@ -102,13 +105,41 @@ pub fn run(args: ModelsArgs) -> Result<i32, CliError> {
     let store = models::models_dir();
     let result = match args.command {
         ModelsCommand::List { json } => list(&registry, &store, json),
-        ModelsCommand::Pull { names, quiet } => pull(&registry, &store, &names, quiet),
-        ModelsCommand::Rm { names } => remove(&registry, &store, &names),
-        ModelsCommand::Verify { names, json } => verify(&registry, &store, &names, json),
+        ModelsCommand::Pull { names, quiet } => {
+            pull(&registry, &store, &expand(&registry, names), quiet)
+        }
+        ModelsCommand::Rm { names } => remove(&registry, &store, &expand(&registry, names)),
+        ModelsCommand::Verify { names, json } => {
+            verify(&registry, &store, &expand(&registry, names), json)
+        }
         ModelsCommand::Path { name } => path(&registry, &store, &name),
         ModelsCommand::Import { dir, name, force } => import(&registry, &store, &dir, name, force),
     };
     Ok(result?)
+}
+
+/// The names with `diarize` (unless a registry row has that name) replaced by every
+/// diarize-kind model, without repeats.
+fn expand(registry: &Registry, names: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        let group: Vec<String> = if name == "diarize" && registry.get(&name).is_none() {
+            registry
+                .entries()
+                .iter()
+                .filter(|e| e.kind == models::Kind::Diarize)
+                .map(|e| e.name.clone())
+                .collect()
+        } else {
+            vec![name]
+        };
+        for n in group {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }
 
 fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
@@ -153,6 +184,7 @@ fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
                     "size_exact": entry.map(|e| e.size.exact().is_some()).unwrap_or(true),
                     "checksum": entry.map(|e| e.checksum.to_string()),
                     "url": entry.map(|e| e.url(&base)),
+                    "member": entry.and_then(|e| e.member()),
                     "installed": inst,
                     "path": path,
                 })

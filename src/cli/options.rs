@@ -102,8 +102,13 @@ pub struct DiarizeArgs {
 }
 
 impl DiarizeArgs {
-    /// The diarizer to run, with its models loaded; `None` without `--diarize`.
-    pub fn load(&self) -> Result<Option<verbatim::diarization::Diarizer>, verbatim::Error> {
+    /// The diarizer to run, with its models loaded (downloaded first when missing, unless
+    /// `offline`); `None` without `--diarize`.
+    pub fn load(
+        &self,
+        offline: bool,
+        quiet: bool,
+    ) -> Result<Option<verbatim::diarization::Diarizer>, verbatim::Error> {
         if !self.diarize {
             return Ok(None);
         }
@@ -114,7 +119,7 @@ impl DiarizeArgs {
                 )));
             }
         }
-        let models = verbatim::diarization::locate_models()?;
+        let models = super::fetch::ensure_diarization_models(offline, quiet)?;
         let options = verbatim::diarization::DiarizeOptions {
             num_speakers: self.speakers,
             min_speakers: self.min_speakers,

@@ -242,6 +242,7 @@ pub fn run(args: ServeArgs) -> Result<i32, CliError> {
         max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         max_uploads_per_ip: args.max_uploads_per_ip,
+        offline: args.models.offline(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

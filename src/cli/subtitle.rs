@@ -302,7 +302,7 @@ pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
     }
 
     // The diarization models load before the Whisper model: a missing one fails at once.
-    let diarizer = args.speakers.load()?;
+    let diarizer = args.speakers.load(args.models.offline(), args.quiet)?;
     let engine = super::fetch::load_engine(
         &args.models,
         args.vad.engine_vad(),

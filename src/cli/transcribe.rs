@@ -235,7 +235,7 @@ pub fn run(args: TranscribeArgs) -> Result<i32, CliError> {
         ));
     }
     // The diarization models load before the Whisper model: a missing one fails at once.
-    let diarizer = args.speakers.load()?;
+    let diarizer = args.speakers.load(args.models.offline(), args.quiet)?;
 
     let engine = super::fetch::load_engine(
         &args.models,

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 pub use assign::{assign_speakers, RawTurn};
 pub use diarize::DiarizeOptions;
-pub use models::{locate_models, DiarizationModels};
+pub use models::{
+    ensure_models, locate_models, DiarizationModels, EMBEDDING_MODEL, SEGMENTATION_MODEL,
+};
 
 use crate::audio::AudioStream;
 use crate::{Error, Result};

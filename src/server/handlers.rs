@@ -575,7 +575,15 @@ fn run_job(
     };
     let diarizer = if diarize {
         let loaded = state.diarizer.get_or_init(|| {
-            crate::diarization::locate_models()
+            let log = state.options.log;
+            let mut on_event = |e: crate::models::download::Event<'_>| {
+                if let (true, crate::models::download::Event::Start { name, url, .. }) = (log, e) {
+                    eprintln!(
+                        "verbatim: downloading {name} from {url} for the first diarize request"
+                    );
+                }
+            };
+            crate::diarization::ensure_models(state.options.offline, &mut on_event)
                 .and_then(|m| crate::diarization::Diarizer::load(&m, Default::default()))
                 .map_err(|e| e.to_string())
         });

@@ -84,6 +84,8 @@ pub struct ServerOptions {
     pub max_connections_per_ip: usize,
     /// Uploads read at once from one client address; more get 429.
     pub max_uploads_per_ip: usize,
+    /// Never download: the first `diarize=true` request fails when the models are missing.
+    pub offline: bool,
 }
 
 impl ServerOptions {
