@@ -466,3 +466,120 @@ fn a_truncated_model_in_the_store_is_a_one_line_error_not_a_download() {
         stdout(&out)
     );
 }
+
+/// `verbatim serve` with the fixture's store and registry; killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start(fx: &Fixture, offline: bool) -> Serve {
+        use std::io::BufRead;
+        let mut cmd = fx.cmd();
+        cmd.args(["serve", "--port", "0", "--model"])
+            .arg(tiny_en())
+            .arg("--vad-model")
+            .arg(vad_model())
+            .env_remove("VERBATIM_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if offline {
+            cmd.arg("--offline");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[server] {line}");
+                if let Some(rest) = line.strip_prefix("verbatim: listening on http://") {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the server never printed `listening on`");
+        Serve { child, addr, log }
+    }
+
+    /// POSTs jfk.flac with `diarize=true` for verbose JSON; returns the status and body.
+    fn diarize_jfk(&self) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let boundary = "verbatim-test-boundary";
+        let mut body = Vec::new();
+        for (name, value) in [("diarize", "true"), ("response_format", "verbose_json")] {
+            write!(
+                body,
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .unwrap();
+        }
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"jfk.flac\"\r\nContent-Type: audio/flac\r\n\r\n"
+        )
+        .unwrap();
+        body.extend_from_slice(&std::fs::read(audio("jfk.flac")).unwrap());
+        write!(body, "\r\n--{boundary}--\r\n").unwrap();
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let (head, json) = text.split_once("\r\n\r\n").expect("an HTTP reply");
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            serde_json::from_str(json).unwrap_or_else(|_| panic!("{text}")),
+        )
+    }
+}
+
+#[test]
+fn the_servers_first_diarize_request_downloads_the_models_unless_offline() {
+    let Some(fx) = Fixture::new(Fault::None, b"") else {
+        return;
+    };
+    let offline = Serve::start(&fx, true);
+    let (status, body) = offline.diarize_jfk();
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("verbatim models pull diarize"), "{body}");
+    assert!(fx.server.hits().is_empty());
+    drop(offline);
+
+    let online = Serve::start(&fx, false);
+    let (status, body) = online.diarize_jfk();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["speakers"][0]["id"], "S1", "{body}");
+    assert_eq!(fx.sha_of("pyannote-segmentation-3.0.bin"), SEG_SHA256);
+    assert_eq!(fx.sha_of("campplus_cn_en_common.pt"), CAM_SHA256);
+    let log = online.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("downloading pyannote-segmentation-3.0"),
+        "{log}"
+    );
+}
