@@ -170,37 +170,12 @@ pub fn cluster<E: AsRef<[f32]>>(
         }
     };
 
-    // Cosines (Gram matrix of the normalised embeddings).
-    let mut m = vec![0.0f32; n * n];
-    crate::tensor::matmul(n, dim, n, &x, &x, true, &mut m, false);
-    let mut ahc = Ahc::new(m, w, opts.linkage);
-
-    let mut count = n;
-    while count > k_min {
-        let (i, j, d) = ahc.closest();
-        if count <= k_max && d > opts.threshold {
-            break;
-        }
-        ahc.merge(i, j);
-        count -= 1;
-    }
-
-    // Labels by first appearance.
-    let mut slot_label = vec![usize::MAX; n];
-    let mut labels = Vec::with_capacity(n);
-    let mut k = 0;
-    for i in 0..n {
-        let root = ahc.find(i);
-        if slot_label[root] == usize::MAX {
-            slot_label[root] = k;
-            k += 1;
-        }
-        labels.push(slot_label[root]);
-    }
+    let labels = agglomerate(&x, &w, dim, opts.linkage, opts.threshold, k_min, k_max);
+    let k = labels.iter().max().map_or(0, |m| m + 1);
     let mut centroids = vec![vec![0.0f64; dim]; k];
     for (i, &l) in labels.iter().enumerate() {
         for (c, &v) in centroids[l].iter_mut().zip(&x[i * dim..(i + 1) * dim]) {
-            *c += ahc.w0[i] * v as f64;
+            *c += w[i] * v as f64;
         }
     }
     let centroids = centroids
@@ -217,6 +192,104 @@ pub fn cluster<E: AsRef<[f32]>>(
     })
 }
 
+/// Above this many embeddings clustering goes in stages, so that its memory stays bounded:
+/// one n×n matrix of f32, 36 MB at 3000 (about three hours of conversation).
+pub const MAX_DIRECT: usize = 3000;
+
+/// Stage one of staged clustering merges at this fraction of the threshold: only what is
+/// surely one voice.
+const STAGE_ONE_THRESHOLD: f32 = 0.5;
+
+/// Labels, numbered by first appearance, for the normalised embeddings `x` (n×dim) with
+/// weights `w`: merging stops at `k_min` clusters, or at `k_max` or fewer once the closest
+/// pair is farther apart than `threshold`.
+fn agglomerate(
+    x: &[f32],
+    w: &[f64],
+    dim: usize,
+    linkage: Linkage,
+    threshold: f32,
+    k_min: usize,
+    k_max: usize,
+) -> Vec<usize> {
+    let n = w.len();
+    if n > MAX_DIRECT {
+        return staged(x, w, dim, linkage, threshold, k_min, k_max);
+    }
+    // Cosines (Gram matrix of the normalised embeddings).
+    let mut m = vec![0.0f32; n * n];
+    crate::tensor::matmul(n, dim, n, x, x, true, &mut m, false);
+    let mut ahc = Ahc::new(m, w.to_vec(), linkage);
+    let mut count = n;
+    while count > k_min {
+        let (i, j, d) = ahc.closest();
+        if count <= k_max && d > threshold {
+            break;
+        }
+        ahc.merge(i, j);
+        count -= 1;
+    }
+    by_first_appearance((0..n).map(|i| ahc.find(i)))
+}
+
+/// Clustering in two stages for many embeddings: each run of [`MAX_DIRECT`] consecutive
+/// embeddings (a stretch of the recording) is clustered finely, to at most a quarter of its
+/// size, then those clusters, each as its weighted mean, are clustered as usual.
+fn staged(
+    x: &[f32],
+    w: &[f64],
+    dim: usize,
+    linkage: Linkage,
+    threshold: f32,
+    k_min: usize,
+    k_max: usize,
+) -> Vec<usize> {
+    let n = w.len();
+    let (mut rep_x, mut rep_w) = (Vec::new(), Vec::new());
+    let mut rep_of = Vec::with_capacity(n);
+    for start in (0..n).step_by(MAX_DIRECT) {
+        let end = (start + MAX_DIRECT).min(n);
+        let labels = agglomerate(
+            &x[start * dim..end * dim],
+            &w[start..end],
+            dim,
+            linkage,
+            threshold * STAGE_ONE_THRESHOLD,
+            1,
+            (end - start).div_ceil(4),
+        );
+        let k = labels.iter().max().map_or(0, |m| m + 1);
+        let mut sums = vec![0.0f64; k * dim];
+        let mut weights = vec![0.0f64; k];
+        for (i, &l) in labels.iter().enumerate() {
+            let wi = w[start + i];
+            weights[l] += wi;
+            let row = &x[(start + i) * dim..(start + i + 1) * dim];
+            for (s, &v) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
+                *s += wi * v as f64;
+            }
+        }
+        for sum in sums.chunks(dim) {
+            let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
+            rep_x.extend(sum.iter().map(|v| (v / norm) as f32));
+        }
+        rep_of.extend(labels.iter().map(|&l| rep_w.len() + l));
+        rep_w.extend(weights);
+    }
+    let rep_labels = agglomerate(&rep_x, &rep_w, dim, linkage, threshold, k_min, k_max);
+    by_first_appearance(rep_of.iter().map(|&r| rep_labels[r]))
+}
+
+/// Renames arbitrary cluster ids to 0, 1, ... in order of first appearance.
+fn by_first_appearance(ids: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut names: std::collections::HashMap<usize, usize> = Default::default();
+    ids.map(|id| {
+        let next = names.len();
+        *names.entry(id).or_insert(next)
+    })
+    .collect()
+}
+
 /// The merge state, one slot per embedding: merging cluster `j` into cluster `i` keeps
 /// slot `i` and retires slot `j`.
 struct Ahc {
@@ -227,8 +300,6 @@ struct Ahc {
     m: Vec<f32>,
     /// Cluster weights (sum of member weights), per slot.
     w: Vec<f64>,
-    /// Original per-embedding weights.
-    w0: Vec<f64>,
     active: Vec<bool>,
     /// Nearest active neighbour of each active slot and its distance. Where `stale`,
     /// `nnd` is only a lower bound of the distance to the nearest neighbour (and `nn` is
@@ -260,7 +331,6 @@ impl Ahc {
             n,
             linkage,
             m,
-            w0: w.clone(),
             w,
             active: vec![true; n],
             nn: vec![usize::MAX; n],
@@ -453,6 +523,26 @@ mod tests {
             }
         }
         true
+    }
+
+    #[test]
+    fn many_embeddings_are_clustered_in_stages_with_the_same_result() {
+        // Past MAX_DIRECT, in three chunks; both stages and the count constraints.
+        let (emb, truth) = blobs(3, 2 * MAX_DIRECT / 3 + 100, 0.08, 11);
+        assert!(emb.len() > 2 * MAX_DIRECT);
+        for opts in [
+            ClusterOptions::default(),
+            ClusterOptions {
+                num_speakers: Some(3),
+                ..Default::default()
+            },
+        ] {
+            let c = cluster(&emb, None, &opts).unwrap();
+            assert_eq!(c.num_clusters, 3);
+            assert!(same_partition(&c.labels, &truth));
+            assert!(first_appearance_order(&c.labels));
+            assert_eq!(c.centroids.len(), 3);
+        }
     }
 
     #[test]
