@@ -199,7 +199,7 @@ fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
     }
     outln!("Model store: {}", store.display());
     outln!(
-        "{:<24} {:<9} {:<13} {:>11}  {:<9}  PATH",
+        "{:<26} {:<9} {:<13} {:>11}  {:<9}  PATH",
         "NAME",
         "KIND",
         "LANGUAGES",
@@ -213,7 +213,7 @@ fn list(registry: &Registry, store: &Path, json: bool) -> Result<i32, Error> {
             name.clone()
         };
         outln!(
-            "{:<24} {:<9} {:<13} {:>11}  {:<9}  {}",
+            "{:<26} {:<9} {:<13} {:>11}  {:<9}  {}",
             marker,
             kind,
             langs,
@@ -351,7 +351,7 @@ fn verify(registry: &Registry, store: &Path, names: &[String], json: bool) -> Re
                 "name": item.name, "path": item.path, "status": status, "detail": detail,
             }));
         } else {
-            outln!("{:<24} {:<8} {}", item.name, status, detail);
+            outln!("{:<26} {:<8} {}", item.name, status, detail);
         }
     }
     if json {
