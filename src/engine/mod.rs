@@ -24,13 +24,11 @@ use std::sync::Mutex;
 
 use whisper_rs::whisper_rs_sys as sys;
 use whisper_rs::{
-    DtwMode, DtwModelPreset, DtwParameters, FullParams, SamplingStrategy, WhisperContext,
-    WhisperContextParameters, WhisperError, WhisperState, WhisperVadContext,
-    WhisperVadContextParams, WhisperVadParams,
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperError,
+    WhisperState, WhisperVadContext, WhisperVadContextParams, WhisperVadParams,
 };
 
 use crate::error::{Error, Result};
-use crate::models::ggml::Hparams;
 use crate::transcript::{Segment, Transcript};
 use segments::{RawSegment, RawToken, SegmentCollector};
 pub use vad::{Span, TimeMap, VadOptions};
@@ -88,12 +86,6 @@ pub struct EngineOptions {
     pub use_gpu: bool,
     /// Which GPU (`gpu:N`), counted as [`device::list_devices`] numbers them.
     pub gpu_device: usize,
-    /// Word times from whisper.cpp's DTW token timestamps (dynamic time warping over the
-    /// cross-attention of the model's alignment heads) instead of its heuristic token times.
-    /// DTW needs the attention weights, which flash attention does not keep, so this turns
-    /// flash attention off. Models without a known alignment-head preset
-    /// ([`dtw_preset`]) keep the heuristic times. Figures: docs/word-timestamps.md.
-    pub dtw: bool,
 }
 
 impl Default for EngineOptions {
@@ -103,7 +95,6 @@ impl Default for EngineOptions {
             flash_attn: true,
             use_gpu: true,
             gpu_device: 0,
-            dtw: false,
         }
     }
 }
@@ -295,16 +286,13 @@ pub struct Engine {
     states: Mutex<Vec<WhisperState>>,
     vad: Option<Mutex<WhisperVadContext>>,
     info: ModelInfo,
-    /// DTW token timestamps are on (asked for, and the model has an alignment-head preset).
-    dtw: bool,
 }
 
 /// Validates a model file before whisper.cpp sees it (whisper.cpp aborts, divides by zero or
 /// allocates without limit on headers it does not expect): the ggml magic, then the whole
 /// header and tensor table through [`crate::models::ggml::validate_whisper`] or
-/// [`crate::models::ggml::validate_vad`] (`what` is "Whisper" or "Silero VAD"). Returns a
-/// Whisper model's hyper-parameters.
-fn check_ggml_magic(path: &Path, what: &str) -> Result<Option<Hparams>> {
+/// [`crate::models::ggml::validate_vad`] (`what` is "Whisper" or "Silero VAD").
+fn check_ggml_magic(path: &Path, what: &str) -> Result<()> {
     let model_err = |reason: String| Error::Model {
         path: path.to_path_buf(),
         reason,
@@ -320,64 +308,23 @@ fn check_ggml_magic(path: &Path, what: &str) -> Result<Option<Hparams>> {
         return Err(model_err(format!("{what} path is a directory")));
     }
     if what == "Whisper" {
-        crate::models::ggml::validate_whisper(path).map(|m| Some(m.hparams))
+        crate::models::ggml::validate_whisper(path).map(|_| ())
     } else {
-        crate::models::ggml::validate_vad(path).map(|_| None)
+        crate::models::ggml::validate_vad(path)
     }
-}
-
-/// The alignment heads whisper.cpp knows for a model, by its dimensions (and, for large v1
-/// and v2, which share them, by its file name); `None` when no preset fits (distilled and
-/// other reshaped models), and DTW then stays off.
-pub fn dtw_preset(hp: &Hparams, path: &Path) -> Option<DtwModelPreset> {
-    use DtwModelPreset as P;
-    let english = hp.n_vocab < 51865;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let preset = match (
-        hp.n_text_state,
-        hp.n_text_layer,
-        hp.n_audio_layer,
-        hp.n_mels,
-    ) {
-        (384, 4, 4, 80) => (P::TinyEn, P::Tiny),
-        (512, 6, 6, 80) => (P::BaseEn, P::Base),
-        (768, 12, 12, 80) => (P::SmallEn, P::Small),
-        (1024, 24, 24, 80) => (P::MediumEn, P::Medium),
-        (1280, 32, 32, 80) if !english && name.contains("v1") => return Some(P::LargeV1),
-        (1280, 32, 32, 80) if !english && name.contains("v2") => return Some(P::LargeV2),
-        (1280, 32, 32, 128) if !english => return Some(P::LargeV3),
-        (1280, 4, 32, 128) if !english => return Some(P::LargeV3Turbo),
-        _ => return None,
-    };
-    Some(if english { preset.0 } else { preset.1 })
 }
 
 impl Engine {
     /// Loads a Whisper ggml model and, if configured, the Silero VAD model.
     pub fn load(model: &Path, options: &EngineOptions) -> Result<Self> {
         whisper_rs::install_logging_hooks();
-        let hparams = check_ggml_magic(model, "Whisper")?;
+        check_ggml_magic(model, "Whisper")?;
         // The VAD model too, before the (slow) Whisper load: a bad one fails fast.
         if let Some(vad_path) = &options.vad_model {
             check_ggml_magic(vad_path, "Silero VAD")?;
         }
         let mut params = WhisperContextParameters::default();
-        let preset = if options.dtw {
-            hparams.as_ref().and_then(|hp| dtw_preset(hp, model))
-        } else {
-            None
-        };
-        let dtw = preset.is_some();
-        if let Some(model_preset) = preset {
-            params.dtw_parameters(DtwParameters {
-                mode: DtwMode::ModelPreset { model_preset },
-                ..DtwParameters::default()
-            });
-        }
-        params.flash_attn(options.flash_attn && !dtw);
+        params.flash_attn(options.flash_attn);
         params.use_gpu(options.use_gpu);
         params.gpu_device(options.gpu_device.min(c_int::MAX as usize) as c_int);
         let path_str = model.to_str().ok_or_else(|| Error::Model {
@@ -410,7 +357,6 @@ impl Engine {
             states: Mutex::new(Vec::new()),
             vad,
             info,
-            dtw,
         })
     }
 
@@ -437,12 +383,6 @@ impl Engine {
         }
         // No text token is shorter than one byte, so the byte length bounds the token count.
         self.ctx.tokenize(text, text.len() + 16).unwrap_or_default()
-    }
-
-    /// True when word times come from DTW token timestamps ([`EngineOptions::dtw`] was asked
-    /// for and the model has an alignment-head preset).
-    pub fn uses_dtw(&self) -> bool {
-        self.dtw
     }
 
     /// True when a VAD model is loaded.
@@ -633,7 +573,6 @@ impl Engine {
             opts,
             cjk,
             used_vad: use_vad,
-            dtw: self.dtw,
             segments: Vec::new(),
             on_segment: hooks.on_segment.take(),
             recent_texts: Vec::new(),
@@ -659,16 +598,10 @@ impl Engine {
         // SAFETY: the callbacks only run inside `state.full` below, while the pointed-to
         // sinks and flags are alive on this stack frame.
         unsafe {
-            // With DTW, whisper.cpp 1.8.3 calls the segment callback with wrong counts (once
-            // per index of the first window, never after it: the loop after
-            // whisper_exp_compute_token_level_timestamps_dtw), and the DTW times are only
-            // set once a whole window is decoded; the segments are read after `full` instead.
-            if !self.dtw {
-                params.set_new_segment_callback(Some(new_segment_trampoline));
-                params.set_new_segment_callback_user_data(
-                    &mut segment_sink as *mut Callback<RawSegment> as *mut c_void,
-                );
-            }
+            params.set_new_segment_callback(Some(new_segment_trampoline));
+            params.set_new_segment_callback_user_data(
+                &mut segment_sink as *mut Callback<RawSegment> as *mut c_void,
+            );
             params.set_progress_callback(Some(progress_trampoline));
             params.set_progress_callback_user_data(
                 &mut progress_sink as *mut Callback<f32> as *mut c_void,
@@ -689,15 +622,6 @@ impl Engine {
             Ok(()) => {}
             Err(WhisperError::GenericError(-6)) => return Err(Error::Cancelled),
             Err(e) => return Err(engine_err(format!("whisper failed: {e}"))),
-        }
-        if self.dtw {
-            let eot = self.ctx.token_eot();
-            for raw in dtw_segments(&state, eot) {
-                panicked.run(|| collector.accept(raw));
-                if let Some(payload) = panicked.take() {
-                    std::panic::resume_unwind(payload);
-                }
-            }
         }
         transcript.segments = std::mem::take(&mut collector.segments);
         if let Some(p) = hooks.on_progress.as_mut() {
@@ -885,49 +809,6 @@ unsafe extern "C" fn new_segment_trampoline(
     }
 }
 
-/// All segments of a finished DTW run, with each text token's DTW time and the one of the
-/// text token before it (where this one starts).
-fn dtw_segments(state: &WhisperState, eot: sys::whisper_token) -> Vec<RawSegment> {
-    let mut out: Vec<RawSegment> = Vec::new();
-    for seg in state.as_iter() {
-        let mut tokens = Vec::new();
-        for j in 0..seg.n_tokens() {
-            let Some(tok) = seg.get_token(j) else {
-                continue;
-            };
-            let data = tok.token_data();
-            if data.id >= eot {
-                continue;
-            }
-            let bytes = tok.to_bytes().map(|b| b.to_vec()).unwrap_or_default();
-            tokens.push(RawToken {
-                starts_word: bytes.first() == Some(&b' '),
-                bytes,
-                t0: data.t0,
-                t1: data.t1,
-                t_dtw: data.t_dtw,
-                t_dtw_prev: -1,
-                p: data.p,
-                plog: data.plog,
-            });
-        }
-        out.push(RawSegment {
-            t0: seg.start_timestamp(),
-            t1: seg.end_timestamp(),
-            no_speech_prob: seg.no_speech_probability(),
-            tokens,
-        });
-    }
-    let mut prev = -1;
-    for seg in out.iter_mut() {
-        for tok in seg.tokens.iter_mut() {
-            tok.t_dtw_prev = prev;
-            prev = tok.t_dtw;
-        }
-    }
-    out
-}
-
 /// Reads segment `i` and its text tokens from a whisper state.
 unsafe fn read_segment(
     ctx: *mut sys::whisper_context,
@@ -954,8 +835,6 @@ unsafe fn read_segment(
                 bytes,
                 t0: data.t0,
                 t1: data.t1,
-                t_dtw: -1,
-                t_dtw_prev: -1,
                 p: data.p,
                 plog: data.plog,
             });
@@ -986,57 +865,6 @@ pub fn language_name(code: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hparams(state: i32, text: i32, audio: i32, mels: i32, vocab: i32) -> Hparams {
-        Hparams {
-            n_vocab: vocab,
-            n_audio_ctx: 1500,
-            n_audio_state: state,
-            n_audio_head: state / 64,
-            n_audio_layer: audio,
-            n_text_ctx: 448,
-            n_text_state: state,
-            n_text_head: state / 64,
-            n_text_layer: text,
-            n_mels: mels,
-            ftype: 1,
-        }
-    }
-
-    #[test]
-    fn dtw_presets_follow_the_model_dimensions() {
-        let preset =
-            |hp: Hparams, name: &str| dtw_preset(&hp, Path::new(name)).map(|p| format!("{p:?}"));
-        let some = |s: &str| Some(s.to_string());
-        assert_eq!(
-            preset(hparams(384, 4, 4, 80, 51864), "x.bin"),
-            some("TinyEn")
-        );
-        assert_eq!(preset(hparams(384, 4, 4, 80, 51865), "x.bin"), some("Tiny"));
-        assert_eq!(
-            preset(hparams(512, 6, 6, 80, 51864), "x.bin"),
-            some("BaseEn")
-        );
-        assert_eq!(preset(hparams(768, 12, 12, 80, 51865), "x"), some("Small"));
-        assert_eq!(
-            preset(hparams(1024, 24, 24, 80, 51864), "x"),
-            some("MediumEn")
-        );
-        let large = hparams(1280, 32, 32, 80, 51865);
-        assert_eq!(preset(large, "ggml-large-v2.bin"), some("LargeV2"));
-        assert_eq!(preset(large, "ggml-large-v1.bin"), some("LargeV1"));
-        assert_eq!(preset(large, "ggml-large.bin"), None, "v1 or v2: unknown");
-        assert_eq!(
-            preset(hparams(1280, 32, 32, 128, 51866), "x"),
-            some("LargeV3")
-        );
-        assert_eq!(
-            preset(hparams(1280, 4, 32, 128, 51866), "x"),
-            some("LargeV3Turbo")
-        );
-        // distil-large-v3: two decoder blocks, no preset.
-        assert_eq!(preset(hparams(1280, 2, 32, 128, 51866), "x"), None);
-    }
 
     #[test]
     fn long_prompts_keep_their_end() {

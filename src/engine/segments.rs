@@ -16,11 +16,6 @@ pub(super) struct RawToken {
     pub(super) bytes: Vec<u8>,
     pub(super) t0: i64,
     pub(super) t1: i64,
-    /// whisper.cpp's DTW time of the token, in centiseconds of the packed buffer (-1 without
-    /// DTW): where the alignment path moves on to the next token, so this token's end.
-    pub(super) t_dtw: i64,
-    /// The previous text token's `t_dtw`, where this one starts (-1: none, or no DTW).
-    pub(super) t_dtw_prev: i64,
     pub(super) p: f32,
     pub(super) plog: f32,
     pub(super) starts_word: bool,
@@ -47,8 +42,6 @@ pub(super) struct SegmentCollector<'a, 'h> {
     /// Languages written without spaces: every token is a word, words join without spaces.
     pub(super) cjk: bool,
     pub(super) used_vad: bool,
-    /// Word times come from the tokens' DTW times.
-    pub(super) dtw: bool,
     /// The final segments so far.
     pub(super) segments: Vec<Segment>,
     pub(super) on_segment: Option<&'h mut dyn FnMut(&Segment)>,
@@ -123,8 +116,7 @@ impl SegmentCollector<'_, '_> {
         }
         let single = groups.len() == 1;
         for group in groups {
-            // With DTW the words' times are better than whisper's segment times.
-            let (mut start, mut end) = if single && !self.dtw {
+            let (mut start, mut end) = if single {
                 (
                     self.map.snap_start(self.to_original(raw.t0)),
                     self.map.snap_end(self.to_original(raw.t1)),
@@ -182,41 +174,17 @@ impl SegmentCollector<'_, '_> {
         let mut accs: Vec<Acc> = Vec::new();
         for tok in &raw.tokens {
             let new_word = self.cjk || tok.starts_word || accs.is_empty();
-            let (t0, t1) = if self.dtw && tok.t_dtw >= 0 {
-                // whisper.cpp sets a token's t_dtw where the alignment path enters the next
-                // token's row: the next token's start, this token's end. So a token starts at
-                // the previous token's t_dtw (whisper's own t0 for the first one).
-                let start = if tok.t_dtw_prev >= 0 {
-                    tok.t_dtw_prev
-                } else {
-                    tok.t0
-                };
-                (start.min(tok.t_dtw), tok.t_dtw)
-            } else {
-                (tok.t0, tok.t1)
-            };
             if new_word {
                 accs.push(Acc {
                     bytes: Vec::new(),
-                    t0,
-                    t1,
+                    t0: tok.t0,
+                    t1: tok.t1,
                     probs: Vec::new(),
                 });
             }
-            // With DTW a word ends where its last token with a letter or digit ends: trailing
-            // punctuation is emitted late, often inside the pause after the word (measured:
-            // mean end error 0.370 s with it, 0.141 s without; docs/word-timestamps.md).
-            let spoken = !self.dtw
-                || new_word
-                || tok
-                    .bytes
-                    .iter()
-                    .any(|b| b.is_ascii_alphanumeric() || *b >= 0x80);
             if let Some(acc) = accs.last_mut() {
                 acc.bytes.extend_from_slice(&tok.bytes);
-                if spoken {
-                    acc.t1 = t1.max(acc.t1);
-                }
+                acc.t1 = tok.t1.max(acc.t1);
                 acc.probs.push(tok.p);
             }
         }
