@@ -56,7 +56,7 @@ impl Default for DiarizeOptions {
             threshold: DEFAULT_THRESHOLD,
             step_frames: 296,
             min_embed_seconds: 1.0,
-            min_gap_seconds: 0.5,
+            min_gap_seconds: 1.0,
         }
     }
 }
