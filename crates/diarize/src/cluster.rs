@@ -193,7 +193,7 @@ pub fn cluster<E: AsRef<[f32]>>(
 }
 
 /// Above this many embeddings clustering goes in stages, so that its memory stays bounded:
-/// one n×n matrix of f32, 36 MB at 3000 (about three hours of conversation).
+/// one n×n matrix of f32, 36 MB at 3000 (about two hours of conversation).
 pub const MAX_DIRECT: usize = 3000;
 
 /// Stage one of staged clustering merges at this fraction of the threshold: only what is
