@@ -24,14 +24,7 @@ import subprocess
 import sys
 import time
 
-
-def turns(path):
-    out = []
-    for line in open(path):
-        f = line.split()
-        if f and f[0] == "SPEAKER":
-            out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
-    return sorted(out)
+from word_edges import turns
 
 
 def true_speaker(ref, t):

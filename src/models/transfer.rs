@@ -162,14 +162,7 @@ fn transfer(
     part: &Path,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), Failure> {
-    let fatal_io = |what: &str, e: io::Error| {
-        let _ = std::fs::remove_file(part);
-        Failure::Fatal(Error::Store(format!(
-            "{what} {}: {}",
-            part.display(),
-            describe_io(&e)
-        )))
-    };
+    let fatal_io = |what: &str, e: io::Error| fatal_io(part, what, e);
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -313,14 +306,7 @@ fn transfer_member(
     part: &Path,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), Failure> {
-    let fatal_io = |what: &str, e: io::Error| {
-        let _ = std::fs::remove_file(part);
-        Failure::Fatal(Error::Store(format!(
-            "{what} {}: {}",
-            part.display(),
-            describe_io(&e)
-        )))
-    };
+    let fatal_io = |what: &str, e: io::Error| fatal_io(part, what, e);
     let bad_archive = |reason: String| {
         let _ = std::fs::remove_file(part);
         Failure::Fatal(Error::Store(format!(
@@ -531,6 +517,16 @@ fn classify(e: ureq::Error, url: &str) -> Failure {
 }
 
 /// An io error in words, naming a full disk plainly.
+/// A local write failure: the partial file is removed, as retrying cannot help.
+fn fatal_io(part: &Path, what: &str, e: io::Error) -> Failure {
+    let _ = std::fs::remove_file(part);
+    Failure::Fatal(Error::Store(format!(
+        "{what} {}: {}",
+        part.display(),
+        describe_io(&e)
+    )))
+}
+
 fn describe_io(e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
         return "no space left on device".to_string();

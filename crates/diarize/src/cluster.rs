@@ -172,19 +172,8 @@ pub fn cluster<E: AsRef<[f32]>>(
 
     let labels = agglomerate(&x, &w, dim, opts.linkage, opts.threshold, k_min, k_max);
     let k = labels.iter().max().map_or(0, |m| m + 1);
-    let mut centroids = vec![vec![0.0f64; dim]; k];
-    for (i, &l) in labels.iter().enumerate() {
-        for (c, &v) in centroids[l].iter_mut().zip(&x[i * dim..(i + 1) * dim]) {
-            *c += w[i] * v as f64;
-        }
-    }
-    let centroids = centroids
-        .into_iter()
-        .map(|c| {
-            let norm = c.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
-            c.iter().map(|v| (v / norm) as f32).collect()
-        })
-        .collect();
+    let (means, _) = weighted_means(&x, &w, &labels, dim);
+    let centroids = means.chunks(dim).map(<[f32]>::to_vec).collect();
     Ok(Clustering {
         labels,
         num_clusters: k,
@@ -258,26 +247,35 @@ fn staged(
             1,
             (end - start).div_ceil(4),
         );
-        let k = labels.iter().max().map_or(0, |m| m + 1);
-        let mut sums = vec![0.0f64; k * dim];
-        let mut weights = vec![0.0f64; k];
-        for (i, &l) in labels.iter().enumerate() {
-            let wi = w[start + i];
-            weights[l] += wi;
-            let row = &x[(start + i) * dim..(start + i + 1) * dim];
-            for (s, &v) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
-                *s += wi * v as f64;
-            }
-        }
-        for sum in sums.chunks(dim) {
-            let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
-            rep_x.extend(sum.iter().map(|v| (v / norm) as f32));
-        }
+        let (means, weights) =
+            weighted_means(&x[start * dim..end * dim], &w[start..end], &labels, dim);
         rep_of.extend(labels.iter().map(|&l| rep_w.len() + l));
+        rep_x.extend(means);
         rep_w.extend(weights);
     }
     let rep_labels = agglomerate(&rep_x, &rep_w, dim, linkage, threshold, k_min, k_max);
     by_first_appearance(rep_of.iter().map(|&r| rep_labels[r]))
+}
+
+/// Per label (`0..k`), the L2-normalised weighted mean of its members' embeddings (k×dim,
+/// row-major) and the sum of its members' weights.
+fn weighted_means(x: &[f32], w: &[f64], labels: &[usize], dim: usize) -> (Vec<f32>, Vec<f64>) {
+    let k = labels.iter().max().map_or(0, |m| m + 1);
+    let mut sums = vec![0.0f64; k * dim];
+    let mut weights = vec![0.0f64; k];
+    for (i, &l) in labels.iter().enumerate() {
+        weights[l] += w[i];
+        let row = &x[i * dim..(i + 1) * dim];
+        for (s, &v) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
+            *s += w[i] * v as f64;
+        }
+    }
+    let mut means = Vec::with_capacity(k * dim);
+    for sum in sums.chunks(dim) {
+        let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
+        means.extend(sum.iter().map(|v| (v / norm) as f32));
+    }
+    (means, weights)
 }
 
 /// Renames arbitrary cluster ids to 0, 1, ... in order of first appearance.
