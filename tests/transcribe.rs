@@ -492,3 +492,51 @@ fn json_lines_on_stdout_carry_each_segment_and_its_source() {
         .iter()
         .all(|l| l["end"].as_f64() > l["start"].as_f64()));
 }
+
+#[test]
+fn an_english_only_model_warns_about_the_options_it_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(transcribe_verbose()
+        .args(["--language", "de", "--translate", "--no-timestamps"])
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("is English-only; ignoring --language de"),
+        "{err}"
+    );
+    assert!(
+        err.contains("is English-only; --translate has no effect"),
+        "{err}"
+    );
+    // Warnings only: the speech is still read, in English.
+    assert_eq!(
+        normalize_words(&stdout(&out)),
+        normalize_words(&reference("jfk.flac"))
+    );
+    // subtitle shares the warnings; --quiet silences them.
+    let out = run(verbatim()
+        .args(["subtitle", "--quiet", "--language", "de", "--model"])
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model())
+        .arg("-o")
+        .arg(dir.path())
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("English-only"), "{}", stderr(&out));
+    let out = run(verbatim()
+        .args(["subtitle", "--language", "de", "--overwrite", "--model"])
+        .arg(tiny_en())
+        .arg("--vad-model")
+        .arg(vad_model())
+        .arg("-o")
+        .arg(dir.path())
+        .arg(audio("jfk.flac")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is English-only; ignoring --language de"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -321,6 +321,25 @@ pub struct FileDecodeArgs {
 }
 
 impl FileDecodeArgs {
+    /// Warns (unless `quiet`) about the options an English-only model ignores.
+    pub fn warn_english_only(&self, info: &engine::ModelInfo, quiet: bool) {
+        if info.multilingual || quiet {
+            return;
+        }
+        if let Some(code) = self.language.code().filter(|c| *c != "en") {
+            super::print_warning(format!(
+                "{} is English-only; ignoring --language {code}",
+                info.path.display()
+            ));
+        }
+        if self.translate {
+            super::print_warning(format!(
+                "{} is English-only; --translate has no effect",
+                info.path.display()
+            ));
+        }
+    }
+
     /// The library's options for a file, with `concurrent` transcriptions sharing the cores.
     pub fn transcribe_options(&self, vad: &VadArgs, concurrent: usize) -> TranscribeOptions {
         let mut options = TranscribeOptions {

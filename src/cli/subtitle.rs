@@ -19,7 +19,7 @@ use super::device::DeviceArgs;
 use super::error::CliError;
 use super::exit_code;
 use super::options::{FileDecodeArgs, ModelArgs, VadArgs};
-use super::{print_error, print_warning};
+use super::print_error;
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -310,20 +310,7 @@ pub fn run(args: SubtitleArgs) -> Result<i32, CliError> {
         args.quiet,
     )?;
     let info = engine.model_info().clone();
-    if !info.multilingual && !args.quiet {
-        if let Some(code) = args.decoding.language.code().filter(|c| *c != "en") {
-            print_warning(format!(
-                "{} is English-only; ignoring --language {code}",
-                info.path.display()
-            ));
-        }
-        if args.decoding.translate {
-            print_warning(format!(
-                "{} is English-only; --translate has no effect",
-                info.path.display()
-            ));
-        }
-    }
+    args.decoding.warn_english_only(&info, args.quiet);
 
     let workers = workers(args.jobs, args.decoding.decode.threads, plan.todo.len());
     let transcribe = TranscribeOptions {

@@ -244,20 +244,7 @@ pub fn run(args: TranscribeArgs) -> Result<i32, CliError> {
         args.quiet,
     )?;
     let info = engine.model_info().clone();
-    if !args.quiet && !info.multilingual {
-        if let Some(code) = args.decoding.language.code().filter(|c| *c != "en") {
-            print_warning(format!(
-                "{} is English-only; ignoring --language {code}",
-                info.path.display()
-            ));
-        }
-        if args.decoding.translate {
-            print_warning(format!(
-                "{} is English-only; --translate has no effect",
-                info.path.display()
-            ));
-        }
-    }
+    args.decoding.warn_english_only(&info, args.quiet);
 
     let options = TranscribeOptions {
         // The subtitle engine breaks and times cues by word.
