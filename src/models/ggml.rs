@@ -441,7 +441,7 @@ pub fn check_hparams(hp: &Hparams) -> Result<(), String> {
 
 /// The tensors whisper.cpp's loader creates for `hp`, with the type and shape (ggml order,
 /// padded to 4 with 1s) it expects in the file.
-fn expected_tensors(hp: &Hparams) -> HashMap<String, (GgmlType, [usize; 4])> {
+fn expected_tensors(hp: &Hparams) -> Expected {
     let wtype = weight_type(hp.ftype).unwrap_or(GgmlType::F32);
     let vtype = if wtype == GgmlType::F32 {
         GgmlType::F32
@@ -671,55 +671,8 @@ fn parse_header<R: Read + Seek>(r: &mut R, len: u64, strict: bool) -> Result<Ggm
     let mut tensors = Vec::new();
     let mut seen = HashSet::new();
     while rd.remaining() > 0 {
-        let start = rd.pos;
-        let n_dims = rd.i32("a tensor header")?;
-        let name_len = rd.i32("a tensor header")?;
-        let ttype = rd.i32("a tensor header")?;
-        if !(1..=4).contains(&n_dims) {
-            return Err(format!(
-                "tensor at offset {start} has {n_dims} dimensions (expected 1 to 4)"
-            ));
-        }
-        let name_len = u64::try_from(name_len)
-            .ok()
-            .filter(|&n| n > 0 && (!strict || n <= bounds::MAX_NAME_LEN))
-            .ok_or_else(|| format!("tensor at offset {start} has name length {name_len}"))?;
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            let d = rd.i32("a tensor shape")?;
-            let d = usize::try_from(d)
-                .ok()
-                .filter(|&d| d > 0)
-                .ok_or_else(|| format!("tensor at offset {start} has dimension {d}"))?;
-            dims.push(d);
-        }
-        let name = rd.bytes(name_len, "a tensor name")?;
-        let name = String::from_utf8(name)
-            .map_err(|_| format!("tensor name at offset {start} is not UTF-8"))?;
-        let ttype = GgmlType(
-            u32::try_from(ttype).map_err(|_| format!("tensor '{name}' has type {ttype}"))?,
-        );
-        let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
-            format!(
-                "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
-                type_label(ttype)
-            )
-        })?;
-        if let Some(expected) = &expected {
-            check_tensor(expected, &name, ttype, &dims, nbytes)?;
-            if !seen.insert(name.clone()) {
-                return Err(format!("tensor '{name}' appears twice"));
-            }
-        }
-        let offset = rd.pos;
-        rd.skip(nbytes, &format!("the data of tensor '{name}'"))?;
-        tensors.push(TensorInfo {
-            name,
-            ttype,
-            dims,
-            offset,
-            nbytes,
-        });
+        let check = expected.as_ref().map(|e| (e, &mut seen));
+        tensors.push(read_tensor(&mut rd, 1, strict, check)?);
     }
     if let Some(expected) = &expected {
         if let Some(missing) = first_missing(expected, &seen) {
@@ -762,13 +715,80 @@ fn first_missing<'e, T>(
 /// One tensor of the file against what the loader expects: a known name, the same shape
 /// (whisper.cpp compares the first three dims and the element count) and the same byte
 /// size for its type (whisper.cpp reads the expected size whatever the file's type says).
-fn check_tensor(
-    expected: &HashMap<String, (GgmlType, [usize; 4])>,
-    name: &str,
-    ttype: GgmlType,
-    dims: &[usize],
-    nbytes: u64,
-) -> Result<(), String> {
+/// The tensors a file must hold, by name: type and shape (ne0 first, padded with ones).
+type Expected = HashMap<String, (GgmlType, [usize; 4])>;
+
+/// Reads one tensor record (header, name, shape) and skips its data. `min_dims` is 1 for
+/// Whisper models and 0 for Silero's, which stores scalars; `strict` bounds the name length.
+/// With `expected`, the tensor must be one of them, as expected, and not `seen` before.
+fn read_tensor<R: Read + Seek>(
+    rd: &mut Reader<R>,
+    min_dims: i32,
+    strict: bool,
+    expected: Option<(&Expected, &mut HashSet<String>)>,
+) -> Result<TensorInfo, String> {
+    let start = rd.pos;
+    let n_dims = rd.i32("a tensor header")?;
+    let name_len = rd.i32("a tensor header")?;
+    let ttype = rd.i32("a tensor header")?;
+    if !(min_dims..=4).contains(&n_dims) {
+        return Err(format!(
+            "tensor at offset {start} has {n_dims} dimensions (expected {min_dims} to 4)"
+        ));
+    }
+    let name_len = u64::try_from(name_len)
+        .ok()
+        .filter(|&n| n > 0 && (!strict || n <= bounds::MAX_NAME_LEN))
+        .ok_or_else(|| format!("tensor at offset {start} has name length {name_len}"))?;
+    let mut dims = Vec::with_capacity(n_dims.max(1) as usize);
+    for _ in 0..n_dims {
+        let d = rd.i32("a tensor shape")?;
+        let d = usize::try_from(d)
+            .ok()
+            .filter(|&d| d > 0)
+            .ok_or_else(|| format!("tensor at offset {start} has dimension {d}"))?;
+        dims.push(d);
+    }
+    if dims.is_empty() {
+        // A scalar: one element.
+        dims.push(1);
+    }
+    let name = rd.bytes(name_len, "a tensor name")?;
+    let name = String::from_utf8(name)
+        .map_err(|_| format!("tensor name at offset {start} is not UTF-8"))?;
+    let ttype =
+        GgmlType(u32::try_from(ttype).map_err(|_| format!("tensor '{name}' has type {ttype}"))?);
+    let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
+        format!(
+            "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
+            type_label(ttype)
+        )
+    })?;
+    let tensor = TensorInfo {
+        name,
+        ttype,
+        dims,
+        offset: rd.pos,
+        nbytes,
+    };
+    if let Some((expected, seen)) = expected {
+        check_tensor(expected, &tensor)?;
+        if !seen.insert(tensor.name.clone()) {
+            return Err(format!("tensor '{}' appears twice", tensor.name));
+        }
+    }
+    rd.skip(nbytes, &format!("the data of tensor '{}'", tensor.name))?;
+    Ok(tensor)
+}
+
+fn check_tensor(expected: &Expected, tensor: &TensorInfo) -> Result<(), String> {
+    let TensorInfo {
+        name,
+        ttype,
+        dims,
+        nbytes,
+        ..
+    } = tensor;
     let (want_type, want_dims) = expected
         .get(name)
         .ok_or_else(|| format!("unknown tensor '{name}'"))?;
@@ -779,7 +799,7 @@ fn check_tensor(
             "tensor '{name}' has shape {dims:?} (expected {want_dims:?})"
         ));
     }
-    if want_type.nbytes(want_dims) != Some(nbytes) {
+    if want_type.nbytes(want_dims) != Some(*nbytes) {
         return Err(format!(
             "tensor '{name}' has type {} (expected {})",
             ttype.name(),
@@ -887,44 +907,7 @@ pub fn check_vad<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), String> {
     let expected = expected_vad_tensors();
     let mut seen = HashSet::new();
     while rd.remaining() > 0 {
-        let start = rd.pos;
-        let n_dims = rd.i32("a tensor header")?;
-        let name_len = rd.i32("a tensor header")?;
-        let ttype = rd.i32("a tensor header")?;
-        if !(0..=4).contains(&n_dims) {
-            return Err(format!(
-                "tensor at offset {start} has {n_dims} dimensions (expected 0 to 4)"
-            ));
-        }
-        let name_len = u64::try_from(name_len)
-            .ok()
-            .filter(|&n| n > 0 && n <= bounds::MAX_NAME_LEN)
-            .ok_or_else(|| format!("tensor at offset {start} has name length {name_len}"))?;
-        let mut dims = [1usize; 4];
-        for d in dims.iter_mut().take(n_dims as usize) {
-            let v = rd.i32("a tensor shape")?;
-            *d = usize::try_from(v)
-                .ok()
-                .filter(|&d| d > 0)
-                .ok_or_else(|| format!("tensor at offset {start} has dimension {v}"))?;
-        }
-        let name = rd.bytes(name_len, "a tensor name")?;
-        let name = String::from_utf8(name)
-            .map_err(|_| format!("tensor name at offset {start} is not UTF-8"))?;
-        let ttype = GgmlType(
-            u32::try_from(ttype).map_err(|_| format!("tensor '{name}' has type {ttype}"))?,
-        );
-        let nbytes = ttype.nbytes(&dims).ok_or_else(|| {
-            format!(
-                "tensor '{name}' has type {} and shape {dims:?}, which this reader cannot size",
-                type_label(ttype)
-            )
-        })?;
-        check_tensor(&expected, &name, ttype, &dims, nbytes)?;
-        if !seen.insert(name.clone()) {
-            return Err(format!("tensor '{name}' appears twice"));
-        }
-        rd.skip(nbytes, &format!("the data of tensor '{name}'"))?;
+        read_tensor(&mut rd, 0, true, Some((&expected, &mut seen)))?;
     }
     if let Some(missing) = first_missing(&expected, &seen) {
         return Err(format!(
@@ -936,7 +919,7 @@ pub fn check_vad<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn expected_vad_tensors() -> HashMap<String, (GgmlType, [usize; 4])> {
+fn expected_vad_tensors() -> Expected {
     use vad_bounds as vb;
     let mut m = HashMap::new();
     let mut add = |name: String, t: GgmlType, d: &[i32]| {
