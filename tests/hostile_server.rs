@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::client::{
+    multipart, multipart_headers, parse_reply, read_reply, request, Reply, BOUNDARY,
+};
 use common::{audio, prerequisite_missing, reference, tiny_en, vad_model, wer};
 
 const KEY: &str = "hostile-test-key";
@@ -135,149 +138,6 @@ fn status_kb(pid: u32, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    /// Asserts OpenAI's error shape and returns the `error` object.
-    fn openai_error(&self) -> serde_json::Value {
-        let v = self.json();
-        let e = v
-            .get("error")
-            .unwrap_or_else(|| panic!("no `error` in {v}"))
-            .clone();
-        for key in ["message", "type", "param", "code"] {
-            assert!(e.get(key).is_some(), "error without `{key}`: {v}");
-        }
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
-        e
-    }
-}
-
-/// One request on its own connection (`Connection: close`), answer read to the end.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    read_reply(&mut s)
-}
-
-/// Reads an answer to the end of the connection. Whatever arrived before a reset counts.
-fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if raw.is_empty() => return Err(e),
-            Err(_) => break,
-        }
-    }
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "no header end in {:?}",
-                String::from_utf8_lossy(raw)
-            ))
-        })?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body);
-    }
-    Ok(Reply { status, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&data[..end])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 || data.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[(end + 4 + size).min(data.len())..];
-    }
-    out
-}
-
-const BOUNDARY: &str = "hostile-boundary-2c9e";
-
-fn multipart(file: Option<(&str, &[u8])>, fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
-        );
-    }
-    if let Some((name, data)) = file {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-fn multipart_headers(key: Option<&str>) -> String {
-    let mut h = format!("Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n");
-    if let Some(k) = key {
-        h.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    h
 }
 
 /// POSTs `data` as the `file` of a transcription.

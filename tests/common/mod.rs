@@ -224,6 +224,7 @@ impl Rng {
     }
 }
 
+pub mod client;
 pub mod http;
 pub mod pulse;
 pub mod slurm;
