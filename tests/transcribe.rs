@@ -515,24 +515,20 @@ fn an_english_only_model_warns_about_the_options_it_ignores() {
         normalize_words(&reference("jfk.flac"))
     );
     // subtitle shares the warnings; --quiet silences them.
-    let out = run(verbatim()
-        .args(["subtitle", "--quiet", "--language", "de", "--model"])
-        .arg(tiny_en())
-        .arg("--vad-model")
-        .arg(vad_model())
-        .arg("-o")
-        .arg(dir.path())
-        .arg(audio("jfk.flac")));
+    let subtitle = |flag: &str| {
+        run(verbatim()
+            .args(["subtitle", flag, "--language", "de", "--model"])
+            .arg(tiny_en())
+            .arg("--vad-model")
+            .arg(vad_model())
+            .arg("-o")
+            .arg(dir.path())
+            .arg(audio("jfk.flac")))
+    };
+    let out = subtitle("--quiet");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("English-only"), "{}", stderr(&out));
-    let out = run(verbatim()
-        .args(["subtitle", "--language", "de", "--overwrite", "--model"])
-        .arg(tiny_en())
-        .arg("--vad-model")
-        .arg(vad_model())
-        .arg("-o")
-        .arg(dir.path())
-        .arg(audio("jfk.flac")));
+    let out = subtitle("--overwrite");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("is English-only; ignoring --language de"),

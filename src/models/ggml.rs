@@ -712,9 +712,6 @@ fn first_missing<'e, T>(
         .map(String::as_str)
 }
 
-/// One tensor of the file against what the loader expects: a known name, the same shape
-/// (whisper.cpp compares the first three dims and the element count) and the same byte
-/// size for its type (whisper.cpp reads the expected size whatever the file's type says).
 /// The tensors a file must hold, by name: type and shape (ne0 first, padded with ones).
 type Expected = HashMap<String, (GgmlType, [usize; 4])>;
 
@@ -781,6 +778,9 @@ fn read_tensor<R: Read + Seek>(
     Ok(tensor)
 }
 
+/// One tensor of the file against what the loader expects: a known name, the same shape
+/// (whisper.cpp compares the first three dims and the element count) and the same byte
+/// size for its type (whisper.cpp reads the expected size whatever the file's type says).
 fn check_tensor(expected: &Expected, tensor: &TensorInfo) -> Result<(), String> {
     let TensorInfo {
         name,

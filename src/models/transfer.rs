@@ -516,7 +516,6 @@ fn classify(e: ureq::Error, url: &str) -> Failure {
     }
 }
 
-/// An io error in words, naming a full disk plainly.
 /// A local write failure: the partial file is removed, as retrying cannot help.
 fn fatal_io(part: &Path, what: &str, e: io::Error) -> Failure {
     let _ = std::fs::remove_file(part);
@@ -527,6 +526,7 @@ fn fatal_io(part: &Path, what: &str, e: io::Error) -> Failure {
     )))
 }
 
+/// An io error in words, naming a full disk plainly.
 fn describe_io(e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
         return "no space left on device".to_string();
