@@ -404,25 +404,29 @@ fn spoken_punctuation_and_replacements_from_the_microphone() {
         .collect();
     let text = utterances.join(" ");
     // The commands became punctuation and line breaks, the replacement applied, and none of the
-    // spoken command words is left.
-    // Whisper's own capitals vary between runs ("See you Soon!"); the capitals the commands
-    // make are checked on their own. So does its reading of the synthetic voice's first words
-    // ("Fear and a thank you for the leather.", 1 run in 15 on 2026-12-05): the first
-    // paragraph is only checked for the full stop that ends it.
-    let (first, rest) = text.split_once("\n\n").unwrap_or(("", ""));
+    // spoken command words is left. What whisper reads between the commands is not checked:
+    // its reading of the synthetic voice varies ("Fear and a thank you for the leather." for
+    // "Dear Anna thank you for the letter", 1 run in 15 on 2026-12-05), and so do its own
+    // capitals ("See you Soon!"); the capitals the commands make are checked.
+    let lower = text.to_lowercase();
+    let (first, rest) = lower.split_once("\n\n").unwrap_or(("", ""));
+    // "full stop" and "new paragraph"
     assert!(
-        first.contains("thank you for the") && first.ends_with('.'),
+        first.split_whitespace().count() >= 3 && first.ends_with('.'),
         "{text:?}"
     );
+    // the replacement, "question mark" and "new line", then "full stop" at the end
+    let (question, last) = rest.split_once("sonntag?\n").unwrap_or(("", ""));
     assert!(
-        rest.to_lowercase()
-            .starts_with("are you coming on sonntag?\nsee you soon."),
+        question.split_whitespace().count() >= 2 && last.trim_end().ends_with('.'),
         "{text:?}"
     );
-    assert!(
-        text.contains("\n\nAre ") && text.contains("\nSee "),
-        "{text:?}"
-    );
+    let capital_after = |sep: &str| {
+        text.split_once(sep)
+            .and_then(|(_, after)| after.chars().next())
+            .is_some_and(char::is_uppercase)
+    };
+    assert!(capital_after("\n\n") && capital_after("?\n"), "{text:?}");
     for word in [
         "period",
         "paragraph",
