@@ -123,6 +123,42 @@ fn replayed_speech_is_committed_within_2_points_of_offline() {
 }
 
 #[test]
+fn seconds_of_speech_read_as_one_word_are_read_again() {
+    // With 0.28 s of silence before the long file the steps fall elsewhere in its speech, and
+    // tiny.en, prompted with the committed text, read 3.4 s of "but I am hugely pleased that
+    // you have seen my lady" as "the" in one segment; the last pass committed that.
+    let audio_in = verbatim::audio::load(
+        &verbatim::audio::InputSource::Path(audio("long_ls_2609_3080_concat.flac")),
+        false,
+    )
+    .unwrap();
+    assert_eq!(audio_in.source_rate, 16000);
+    let samples = &audio_in.streams[0];
+    let dir = tempfile::tempdir().unwrap();
+    let shifted = dir.path().join("shifted.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&shifted, spec).unwrap();
+    for x in std::iter::repeat_n(0.0, 4480).chain(samples.iter().copied()) {
+        w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let out = run(listen().args(["--json", "-q", "--input"]).arg(&shifted));
+    assert!(out.status.success());
+    let heard = normalize_words(&committed_text(&events(&out))).join(" ");
+    let sentence = normalize_words("but I am hugely pleased that you have seen my lady").join(" ");
+    assert!(
+        heard.contains(&sentence),
+        "{sentence:?} not committed: {heard}"
+    );
+}
+
+#[test]
 fn silence_and_noise_give_no_words() {
     let out = run(listen()
         .args(["--json", "-q", "--input"])

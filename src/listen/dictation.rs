@@ -32,6 +32,9 @@ const RATE: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
 const MAX_STEP_LOAD: f64 = 0.7;
 /// Utterances shorter than this (seconds) get `final_min_context` in their last pass.
 const SHORT_UTTERANCE: usize = 5;
+/// A hypothesis with fewer words than one per this many seconds of its audio after the first
+/// second has collapsed (see [`collapsed`]).
+const COLLAPSE_SECONDS_PER_WORD: f64 = 1.5;
 
 /// Tuning of the dictation policy.
 #[derive(Debug, Clone)]
@@ -471,13 +474,39 @@ impl<'e> Dictation<'e> {
         opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
         opts.offset = 0.0;
         opts.duration = None;
-        let transcript = self.engine.transcribe(
+        let mut transcript = self.engine.transcribe(
             Path::new("microphone"),
             audio,
             None,
             &opts,
             &mut Hooks::default(),
         )?;
+        // Prompted with the committed text, tiny.en sometimes reads seconds of speech as one
+        // word in a segment that spans them all ("the" for 3.4 s of "but I am hugely pleased
+        // that you have seen my lady", and the last pass committed it). Such a hypothesis is
+        // decoded again without the prompt, and the reading with more words is kept.
+        let words_in = |t: &crate::Transcript| {
+            t.segments
+                .iter()
+                .flat_map(|s| s.words.iter().flatten())
+                .filter(|w| !norm(&w.text).is_empty())
+                .count()
+        };
+        let seconds = audio.len() as f64 / RATE as f64;
+        let read = words_in(&transcript);
+        if opts.initial_prompt.is_some() && collapsed(read, seconds) {
+            opts.initial_prompt = None;
+            let again = self.engine.transcribe(
+                Path::new("microphone"),
+                audio,
+                None,
+                &opts,
+                &mut Hooks::default(),
+            )?;
+            if words_in(&again) > read {
+                transcript = again;
+            }
+        }
         let offset = self.buf_start as f64 / RATE as f64;
         // On a clip that ends in silence, small models often repeat what was just said as new
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
@@ -530,7 +559,6 @@ impl<'e> Dictation<'e> {
         // loop on the prompt: a 1.6 s "Lincoln" was read "and then that's how faith that's
         // how faith that's". Whole segments are dropped from the end until the rest is
         // plausible: 4 words a second (240 a minute) plus two.
-        let seconds = audio.len() as f64 / RATE as f64;
         let most = 2 + (4.0 * seconds) as usize;
         while words.len() > most {
             if self.boundaries.pop().is_none() {
@@ -819,6 +847,13 @@ pub fn join(words: &[Word]) -> String {
         .join(" ")
 }
 
+/// Whether `words` read from `seconds` of utterance audio are too few for speech: fewer than
+/// one per [`COLLAPSE_SECONDS_PER_WORD`] after the first second (the buffer holds speech from
+/// its pre-roll to the endpoint, and even slow dictation says more).
+fn collapsed(words: usize, seconds: f64) -> bool {
+    (words as f64) < (seconds - 1.0) / COLLAPSE_SECONDS_PER_WORD
+}
+
 /// Makes word times non-decreasing: a word starts no earlier than the word before it, and
 /// ends no earlier than it starts or than the word before it ends.
 fn monotonic(words: &mut [Word]) {
@@ -834,6 +869,17 @@ fn monotonic(words: &mut [Word]) {
 mod tests {
     use super::*;
     use crate::listen::agreement::tests::w;
+
+    #[test]
+    fn a_word_or_two_over_seconds_of_speech_is_a_collapse() {
+        // The 3.4 s "the" of the long file; a one-word utterance; two words in 3.5 s.
+        assert!(collapsed(1, 3.44));
+        assert!(!collapsed(1, 1.9));
+        assert!(!collapsed(0, 0.8));
+        assert!(!collapsed(2, 3.5));
+        assert!(collapsed(2, 5.0));
+        assert!(!collapsed(9, 12.0));
+    }
 
     #[test]
     fn word_times_never_go_back() {
