@@ -136,18 +136,10 @@ fn seconds_of_speech_read_as_one_word_are_read_again() {
     let samples = &audio_in.streams[0];
     let dir = tempfile::tempdir().unwrap();
     let shifted = dir.path().join("shifted.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&shifted, spec).unwrap();
-    for x in std::iter::repeat_n(0.0, 4480).chain(samples.iter().copied()) {
-        w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-            .unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav_16k(
+        &shifted,
+        std::iter::repeat_n(0.0, 4480).chain(samples.iter().copied()),
+    );
     let out = run(listen().args(["--json", "-q", "--input"]).arg(&shifted));
     assert!(out.status.success());
     let heard = normalize_words(&committed_text(&events(&out))).join(" ");

@@ -474,13 +474,16 @@ impl<'e> Dictation<'e> {
         opts.max_tokens = 16 + (audio.len() * 10).div_ceil(RATE);
         opts.offset = 0.0;
         opts.duration = None;
-        let mut transcript = self.engine.transcribe(
-            Path::new("microphone"),
-            audio,
-            None,
-            &opts,
-            &mut Hooks::default(),
-        )?;
+        let decode = |opts: &TranscribeOptions| {
+            self.engine.transcribe(
+                Path::new("microphone"),
+                audio,
+                None,
+                opts,
+                &mut Hooks::default(),
+            )
+        };
+        let mut transcript = decode(&opts)?;
         // Prompted with the committed text, tiny.en sometimes reads seconds of speech as one
         // word in a segment that spans them all ("the" for 3.4 s of "but I am hugely pleased
         // that you have seen my lady", and the last pass committed it). Such a hypothesis is
@@ -496,13 +499,7 @@ impl<'e> Dictation<'e> {
         let read = words_in(&transcript);
         if opts.initial_prompt.is_some() && collapsed(read, seconds) {
             opts.initial_prompt = None;
-            let again = self.engine.transcribe(
-                Path::new("microphone"),
-                audio,
-                None,
-                &opts,
-                &mut Hooks::default(),
-            )?;
+            let again = decode(&opts)?;
             if words_in(&again) > read {
                 transcript = again;
             }

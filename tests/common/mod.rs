@@ -248,3 +248,19 @@ pub fn find_ct2_tiny_en() -> Option<PathBuf> {
         })
         .filter(|p| p.join("model.bin").is_file())
 }
+
+/// Writes 16 kHz mono 16-bit PCM; samples decoded from 16-bit audio come back bit-exact.
+pub fn write_wav_16k(path: &Path, samples: impl IntoIterator<Item = f32>) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for x in samples {
+        w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
