@@ -193,13 +193,7 @@ fn frame_rms(audio: &[f32]) -> Vec<f32> {
 
 /// Writes 16 kHz mono 16-bit PCM, each sample scaled by `gain`.
 fn write_wav(path: &Path, samples: &[f32], gain: f32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut w = wav_writer_16k(path);
     for x in samples {
         w.write_sample((x * gain * 32767.0) as i16).unwrap();
     }

@@ -72,13 +72,7 @@ fn build_long_file(path: &Path, count: usize, spacing_s: usize, length_s: usize)
             end: (at + utt.len()) as f64 / SR as f64,
         });
     }
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: SR as u32,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut w = wav_writer_16k(path);
     for s in samples {
         w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
             .unwrap();

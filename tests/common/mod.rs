@@ -249,15 +249,20 @@ pub fn find_ct2_tiny_en() -> Option<PathBuf> {
         .filter(|p| p.join("model.bin").is_file())
 }
 
-/// Writes 16 kHz mono 16-bit PCM; samples decoded from 16-bit audio come back bit-exact.
-pub fn write_wav_16k(path: &Path, samples: impl IntoIterator<Item = f32>) {
+/// A writer of 16 kHz mono 16-bit PCM; each caller converts its samples as its audio needs.
+pub fn wav_writer_16k(path: &Path) -> hound::WavWriter<std::io::BufWriter<std::fs::File>> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    hound::WavWriter::create(path, spec).unwrap()
+}
+
+/// Writes 16 kHz mono 16-bit PCM; samples decoded from 16-bit audio come back bit-exact.
+pub fn write_wav_16k(path: &Path, samples: impl IntoIterator<Item = f32>) {
+    let mut w = wav_writer_16k(path);
     for x in samples {
         w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
             .unwrap();
