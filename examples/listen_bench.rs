@@ -17,7 +17,8 @@
 //! meaningless), `--files a,b` (stems), the policy: `--step S`, `--endpoint S`,
 //! `--min-context S`, `--max-window S`, `--hold-back S`, `--hold-back-words N`,
 //! `--first-commit-after S`, `--preroll S`, `--temperature-increment T`, `--beam N`,
-//! `--final-beam N`, `--final-context S`, `--confirm-below P`, `--events FILE` (every event
+//! `--final-beam N`, `--final-context S`, `--confirm-below P`, `--context S` (earlier speech
+//! read ahead of each step, its text as the decoder prefix; 0 = off), `--events FILE` (every event
 //! as JSON Lines, with its file), and `--hyp-dir DIR` (the committed and the offline text of
 //! each file, as DIR/listen/STEM.txt and DIR/offline/STEM.txt, for `../shared/tools/wer.py`).
 //! A table per file follows the aggregate.
@@ -85,6 +86,7 @@ fn main() {
     set(&get, "--confirm-below", &mut dictation.confirm_below);
     set(&get, "--bridge-after", &mut dictation.bridge_after);
     set(&get, "--hold-back", &mut dictation.hold_back);
+    set(&get, "--context", &mut dictation.context_seconds);
     // The committed and the offline text of each file (DIR/listen/STEM.txt,
     // DIR/offline/STEM.txt), for ../shared/tools/wer.py.
     let hyp_dir = get("--hyp-dir").pop().map(PathBuf::from);

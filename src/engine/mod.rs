@@ -125,6 +125,11 @@ pub struct TranscribeOptions {
     pub temperature_increment: f32,
     /// Text that primes the decoder (names, spelling, style).
     pub initial_prompt: Option<String>,
+    /// Text the audio is known to begin with (dictation: what was committed for it). The
+    /// decoder is forced to start with it and continues after it, so the transcript holds only
+    /// the words that follow, read with that text and its audio as context.
+    #[serde(skip)]
+    pub decoder_prefix: Option<String>,
     /// Keep per-word timings in the transcript.
     pub word_timestamps: bool,
     /// Run VAD and transcribe only speech (needs a VAD model on the engine).
@@ -170,6 +175,7 @@ impl Default for TranscribeOptions {
             temperature: 0.0,
             temperature_increment: 0.2,
             initial_prompt: None,
+            decoder_prefix: None,
             word_timestamps: false,
             vad: true,
             vad_options: VadOptions::default(),
@@ -209,6 +215,8 @@ pub fn max_threads() -> usize {
 /// tokens (about 1,000 characters of English); whisper.cpp's tokenizer recurses once per
 /// character of a word, so a long prompt without spaces overflows the stack.
 pub const MAX_PROMPT_CHARS: usize = 1_200;
+/// The most tokens of a decoder prefix whisper is given (see `TranscribeOptions::decoder_prefix`).
+const MAX_PREFIX_TOKENS: usize = 200;
 
 /// The longest run without whitespace handed to whisper: whisper.cpp's tokenizer is
 /// quadratic or worse in a word's length (1,200 characters without a space took minutes).
@@ -504,6 +512,26 @@ impl Engine {
         };
 
         let threads = self.threads_for(opts);
+        // Set on every call: a pooled state keeps the prefix of its last one.
+        let prefix = match opts.decoder_prefix.as_deref().map(str::trim) {
+            Some(text) if !text.is_empty() => {
+                // A token is at least one byte, so this bound always suffices.
+                let text = format!(" {text}");
+                let mut tokens = self
+                    .ctx
+                    .tokenize(&text, text.len() + 16)
+                    .map_err(|e| engine_err(format!("cannot tokenize the decoder prefix: {e}")))?;
+                // The decoder's text context holds 448 tokens, half of them for what it
+                // generates; the end of the prefix is what the audio continues from.
+                let excess = tokens.len().saturating_sub(MAX_PREFIX_TOKENS);
+                tokens.drain(..excess);
+                tokens
+            }
+            _ => Vec::new(),
+        };
+        state
+            .set_prefix_tokens(&prefix)
+            .map_err(|e| engine_err(format!("cannot set the decoder prefix: {e}")))?;
 
         // 2. Language.
         let language = if !self.info.multilingual {

@@ -87,6 +87,13 @@ pub struct DictationOptions {
     /// latest reading of the disputed words, so bridging sooner costs accuracy, and it did not
     /// shorten the latency tail; the default is 4 s, half the window.
     pub bridge_after: f64,
+    /// Audio of what was said before the utterance (seconds, whole stretches that left the
+    /// buffer) that each re-transcription reads ahead of it, with the text committed for it
+    /// and the utterance's committed words forced as the decoder's prefix: whisper reads the
+    /// new words with the context an offline window gives them, and continues right after the
+    /// committed words instead of re-reading them. 0 = off: the utterance alone, the
+    /// committed text before it as the prompt.
+    pub context_seconds: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
     /// Silero settings.
@@ -118,6 +125,7 @@ impl Default for DictationOptions {
             // right, and was no more accurate overall.
             final_beam_size: 1,
             final_min_context: 0.0,
+            context_seconds: 20.0,
             transcribe: TranscribeOptions {
                 // With 0.5 s steps a 30 s context costs more than a step's worth of audio on
                 // 2 cores; 10 s with an 8 s window read best of the shorter contexts tried.
@@ -200,6 +208,16 @@ pub struct Stats {
     pub steps: usize,
 }
 
+/// Audio that left the dictation's buffer and the text committed for it.
+struct Spoken {
+    audio: Vec<f32>,
+    text: String,
+}
+
+/// The most characters of earlier text forced as the decoder prefix: about 150 tokens of
+/// English, well within the 200 the engine passes on.
+const MAX_PREFIX_CHARS: usize = 600;
+
 /// Where the policy is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -237,6 +255,9 @@ pub struct Dictation<'e> {
     boundaries: Vec<(usize, f64)>,
     /// Text committed in earlier utterances, for the prompt.
     history: String,
+    /// Audio that left the buffer with the text committed for it, oldest first, at most
+    /// `context_seconds` of it (see [`DictationOptions::context_seconds`]).
+    spoken: VecDeque<Spoken>,
     /// (absolute end sample, arrival instant) of recent pushes, to date audio.
     arrivals: VecDeque<(usize, Instant)>,
     stats: Stats,
@@ -267,6 +288,7 @@ impl<'e> Dictation<'e> {
             before_previous: Vec::new(),
             boundaries: Vec::new(),
             history,
+            spoken: VecDeque::new(),
             arrivals: VecDeque::new(),
             stats: Stats::default(),
             utterance_start: 0.0,
@@ -465,8 +487,43 @@ impl<'e> Dictation<'e> {
         if last && audio.len() < SHORT_UTTERANCE * RATE {
             opts.min_context_seconds = opts.min_context_seconds.max(self.opts.final_min_context);
         }
-        let prompt = self.prompt();
-        opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
+        // The context: the newest stretches of earlier speech that fit, the window within
+        // whisper's 30 s and the prefix well within its text context.
+        let mut window: Vec<f32> = Vec::new();
+        let mut context = 0;
+        if self.opts.context_seconds > 0.0 {
+            let most = ((self.opts.context_seconds * RATE as f64) as usize)
+                .min((29 * RATE).saturating_sub(audio.len()));
+            let (mut samples, mut chars, mut first) = (0, 0, self.spoken.len());
+            for s in self.spoken.iter().rev() {
+                if samples + s.audio.len() > most || chars + s.text.len() > MAX_PREFIX_CHARS {
+                    break;
+                }
+                samples += s.audio.len();
+                chars += s.text.len() + 1;
+                first -= 1;
+            }
+            let chosen = self.spoken.range(first..);
+            let mut prefix: Vec<&str> = chosen.clone().map(|s| s.text.as_str()).collect();
+            let committed = join(&self.committed);
+            prefix.push(&committed);
+            let prefix = prefix.join(" ").trim().to_string();
+            if !prefix.is_empty() {
+                window.reserve(samples + audio.len());
+                for s in chosen {
+                    window.extend_from_slice(&s.audio);
+                }
+                context = samples;
+                window.extend_from_slice(audio);
+                opts.decoder_prefix = Some(prefix);
+            }
+            opts.initial_prompt = None;
+        } else {
+            let prompt = self.prompt();
+            opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
+        }
+        let prefixed = opts.decoder_prefix.is_some();
+        let read: &[f32] = if prefixed { &window } else { audio };
         opts.vad = false;
         opts.word_timestamps = true;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
@@ -477,7 +534,7 @@ impl<'e> Dictation<'e> {
         let decode = |opts: &TranscribeOptions| {
             self.engine.transcribe(
                 Path::new("microphone"),
-                audio,
+                read,
                 None,
                 opts,
                 &mut Hooks::default(),
@@ -504,7 +561,7 @@ impl<'e> Dictation<'e> {
                 transcript = again;
             }
         }
-        let offset = self.buf_start as f64 / RATE as f64;
+        let offset = (self.buf_start as f64 - context as f64) / RATE as f64;
         // On a clip that ends in silence, small models often repeat what was just said as new
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
         // two or three times over): drop segments that repeat the words before them.
@@ -530,7 +587,7 @@ impl<'e> Dictation<'e> {
         // The encoder sees at least `min_context_seconds`, the audio padded with silence, and
         // whisper sometimes reads words into that padding ("... workhouse. Alexa is a girl."
         // after a 3.5 s clip): a word that starts after the audio ends was never said.
-        let audio_end = offset + audio.len() as f64 / RATE as f64;
+        let audio_end = (self.buf_start + audio.len()) as f64 / RATE as f64;
         let mut words: Vec<Word> = Vec::new();
         self.boundaries.clear();
         for (seg, seg_words) in kept {
@@ -563,6 +620,16 @@ impl<'e> Dictation<'e> {
             }
             let keep = self.boundaries.last().map_or(0, |b| b.0);
             words.truncate(keep);
+        }
+        if prefixed {
+            // The hypothesis is the committed words and what whisper read after them.
+            let n = self.committed.len();
+            words.splice(0..0, self.committed.iter().cloned());
+            for b in &mut self.boundaries {
+                b.0 += n;
+            }
+            monotonic(&mut words);
+            return Ok(words);
         }
         monotonic(&mut words);
         let dropped = self.history_overlap(&words);
@@ -680,14 +747,15 @@ impl<'e> Dictation<'e> {
         }
         self.history.push(' ');
         self.history.push_str(&join(&self.committed));
+        let said = std::mem::take(&mut self.committed);
         self.utterance.clear();
-        self.committed.clear();
         self.previous.clear();
         self.before_previous.clear();
         self.phase = Phase::Idle;
         // Keep the audio after the end: the next utterance may already be in it.
         let cut = end.saturating_sub(self.buf_start).min(self.audio.len());
-        self.audio.drain(..cut);
+        let audio: Vec<f32> = self.audio.drain(..cut).collect();
+        self.keep_spoken(audio, &said);
         self.buf_start += cut;
         Ok(events)
     }
@@ -769,17 +837,39 @@ impl<'e> Dictation<'e> {
         if cut == 0 {
             return;
         }
-        self.audio.drain(..cut);
+        let audio: Vec<f32> = self.audio.drain(..cut).collect();
         self.buf_start += cut;
         // The committed words after the cut stay committed (they are still in the buffer).
         let keep = covered - words;
         let gone = self.committed.len().saturating_sub(keep);
         let moved: Vec<Word> = self.committed.drain(..gone).collect();
+        self.keep_spoken(audio, &moved);
         self.history.push(' ');
         self.history.push_str(&join(&moved));
         self.previous.clear();
         self.before_previous.clear();
         self.boundaries.clear();
+    }
+
+    /// Keeps `audio`, which left the buffer, and the words committed for it as context for
+    /// the re-transcriptions that follow, up to `context_seconds` of audio.
+    fn keep_spoken(&mut self, audio: Vec<f32>, words: &[Word]) {
+        // Audio nothing was committed for would be read as new words after the prefix.
+        if self.opts.context_seconds <= 0.0 || audio.is_empty() || words.is_empty() {
+            return;
+        }
+        self.spoken.push_back(Spoken {
+            audio,
+            text: join(words),
+        });
+        let most = (self.opts.context_seconds * RATE as f64) as usize;
+        let mut total: usize = self.spoken.iter().map(|s| s.audio.len()).sum();
+        while total > most {
+            match self.spoken.pop_front() {
+                Some(s) => total -= s.audio.len(),
+                None => break,
+            }
+        }
     }
 
     /// The middle of the pause (100 ms of silence or more) nearest to absolute time `t`,

@@ -120,7 +120,9 @@ impl WhisperInnerContext {
                 max_tokens as c_int,
             )
         };
-        if ret == -1 {
+        // whisper_tokenize returns minus the number of tokens needed when they exceed
+        // `max_tokens` (verbatim's fork: upstream took any value but -1 as a length).
+        if ret < 0 {
             Err(WhisperError::InvalidText)
         } else {
             // SAFETY: when ret != -1, we know that the length of the vector is at least ret tokens

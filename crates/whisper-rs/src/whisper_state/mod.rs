@@ -317,6 +317,21 @@ impl WhisperState {
         }
     }
 
+    /// Forces the decoder to start the first window of every later [`Self::full`] call with
+    /// `tokens` (text tokens from [`crate::WhisperContext::tokenize`]), as OpenAI whisper's
+    /// `prefix` option does; the segments then hold only the text decoded after them. The
+    /// audio must begin where that text begins. An empty slice clears it. verbatim's engine
+    /// patch 0009.
+    pub fn set_prefix_tokens(&mut self, tokens: &[c_int]) -> Result<(), WhisperError> {
+        let n = c_int::try_from(tokens.len()).map_err(|_| WhisperError::InvalidText)?;
+        let ret = unsafe { whisper_rs_sys::whisper_state_set_prefix(self.ptr, tokens.as_ptr(), n) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(WhisperError::GenericError(ret))
+        }
+    }
+
     /// Number of generated text segments.
     /// A segment can be a few words, a sentence, or even a paragraph.
     ///

@@ -1,0 +1,74 @@
+//! The decoder prefix (engine patch 0009): whisper continues after text forced as the start of
+//! its output, reading only what follows, and a pooled state forgets the prefix when the next
+//! call sets none. Dictation relies on both. The real tiny.en model on JFK's speech.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use verbatim::audio::{self, InputSource};
+use verbatim::engine::{Engine, EngineOptions, Hooks, TranscribeOptions};
+
+fn options(prefix: Option<&str>) -> TranscribeOptions {
+    TranscribeOptions {
+        decoder_prefix: prefix.map(str::to_string),
+        reuse_state: true,
+        vad: false,
+        word_timestamps: true,
+        beam_size: 1,
+        best_of: 1,
+        temperature_increment: 0.0,
+        ..TranscribeOptions::default()
+    }
+}
+
+#[test]
+fn whisper_continues_after_the_prefix_and_a_pooled_state_forgets_it() {
+    let engine = Engine::load(&tiny_en(), &EngineOptions::default()).unwrap();
+    let jfk = audio::load(&InputSource::Path(audio("jfk.flac")), false)
+        .unwrap()
+        .streams
+        .remove(0);
+    let transcribe = |opts: &TranscribeOptions| {
+        engine
+            .transcribe(Path::new("jfk"), &jfk, None, opts, &mut Hooks::default())
+            .unwrap()
+    };
+
+    let said = "And so, my fellow Americans, ask not what your country can do for you,";
+    let rest = transcribe(&options(Some(said)));
+    assert_eq!(
+        normalize_words(&rest.text()),
+        normalize_words("ask what you can do for your country"),
+        "{}",
+        rest.text()
+    );
+    // The continuation's words are dated where they are said, after the prefix's speech.
+    let first = rest
+        .segments
+        .iter()
+        .flat_map(|s| s.words.iter().flatten())
+        .next()
+        .expect("words");
+    assert!(first.start > 5.0, "{first:?}");
+
+    // The same pooled state, no prefix: the whole speech again.
+    let whole = transcribe(&options(None));
+    assert!(
+        normalize_words(&whole.text()).starts_with(&normalize_words("and so my fellow americans")),
+        "{}",
+        whole.text()
+    );
+
+    // A prefix longer than whisper's text context keeps its end, never fails.
+    let long = format!("{} {said}", "word ".repeat(400));
+    let rest = transcribe(&options(Some(&long)));
+    assert!(
+        normalize_words(&rest.text())
+            .join(" ")
+            .contains("what you can do for your country"),
+        "{}",
+        rest.text()
+    );
+}
