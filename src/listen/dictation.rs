@@ -523,7 +523,7 @@ impl<'e> Dictation<'e> {
             opts.initial_prompt = (!prompt.is_empty()).then_some(prompt);
         }
         let prefixed = opts.decoder_prefix.is_some();
-        let read: &[f32] = if prefixed { &window } else { audio };
+        let input: &[f32] = if prefixed { &window } else { audio };
         opts.vad = false;
         opts.word_timestamps = true;
         // Fast speech is about 5 tokens a second; twice that plus a sentence's worth is room
@@ -534,7 +534,7 @@ impl<'e> Dictation<'e> {
         let decode = |opts: &TranscribeOptions| {
             self.engine.transcribe(
                 Path::new("microphone"),
-                read,
+                input,
                 None,
                 opts,
                 &mut Hooks::default(),
@@ -554,7 +554,7 @@ impl<'e> Dictation<'e> {
         };
         let seconds = audio.len() as f64 / RATE as f64;
         let read = words_in(&transcript);
-        if opts.initial_prompt.is_some() && collapsed(read, seconds) {
+        if opts.initial_prompt.is_some() && !prefixed && collapsed(read, seconds) {
             opts.initial_prompt = None;
             let again = decode(&opts)?;
             if words_in(&again) > read {
@@ -566,6 +566,26 @@ impl<'e> Dictation<'e> {
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
         // two or three times over): drop segments that repeat the words before them.
         let mut context = self.history_tail(30);
+        if prefixed {
+            // The first segment continues the prefix's, whose start whisper never saw: its
+            // times come from the timestamp it guesses at its first word, often seconds past
+            // the audio. Its words are spread over the audio from the last committed word to
+            // the segment's end (the audio's end when that is no better).
+            let anchor = self
+                .committed
+                .last()
+                .map_or(self.buf_start as f64 / RATE as f64, |w| w.end)
+                - offset;
+            let limit = input.len() as f64 / RATE as f64;
+            if let Some(seg) = transcript.segments.first_mut() {
+                let end = if seg.end > anchor && seg.end <= limit {
+                    seg.end
+                } else {
+                    limit
+                };
+                spread(seg, anchor.min(end), end);
+            }
+        }
         let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
         let segments = transcript.segments.len();
         for (i, seg) in transcript.segments.iter().enumerate() {
@@ -939,6 +959,25 @@ pub fn join(words: &[Word]) -> String {
 /// its pre-roll to the endpoint, and even slow dictation says more).
 fn collapsed(words: usize, seconds: f64) -> bool {
     (words as f64) < (seconds - 1.0) / COLLAPSE_SECONDS_PER_WORD
+}
+
+/// Dates `seg` from `start` to `end` (seconds), its words one after another, each for a share
+/// of the time proportional to its letters.
+fn spread(seg: &mut crate::Segment, start: f64, end: f64) {
+    seg.start = start;
+    seg.end = end;
+    let Some(words) = seg.words.as_mut() else {
+        return;
+    };
+    let letters = |w: &Word| w.text.trim().chars().count().max(1) as f64;
+    let total: f64 = words.iter().map(letters).sum();
+    let mut t = start;
+    for w in words.iter_mut() {
+        let share = (end - start) * letters(w) / total;
+        w.start = t;
+        w.end = t + share;
+        t += share;
+    }
 }
 
 /// Makes word times non-decreasing: a word starts no earlier than the word before it, and
