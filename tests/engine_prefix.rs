@@ -72,3 +72,57 @@ fn whisper_continues_after_the_prefix_and_a_pooled_state_forgets_it() {
         rest.text()
     );
 }
+
+/// The committed text of a fast replay of `name` through the dictation with `context` seconds
+/// of earlier speech read before each utterance.
+fn dictate(engine: &Engine, name: &str, context: f64) -> String {
+    use verbatim::listen::dictation::{Dictation, DictationOptions, Event};
+    let samples = audio::load(&InputSource::Path(audio(name)), false)
+        .unwrap()
+        .streams
+        .remove(0);
+    let mut dictation = Dictation::new(
+        engine,
+        DictationOptions {
+            pace: false,
+            context_seconds: context,
+            ..DictationOptions::default()
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    for chunk in samples.chunks(1600) {
+        events.extend(dictation.push(chunk, std::time::Instant::now()).unwrap());
+    }
+    events.extend(dictation.finish().unwrap());
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Commit { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn dictation_with_context_reads_on_after_the_committed_words() {
+    let engine = Engine::load(
+        &tiny_en(),
+        &EngineOptions {
+            vad_model: Some(vad_model()),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    // Whisper's guess at where the continuation of the prefix starts fell seconds past the
+    // audio, and every word after the first ("I") was dropped as read into the padding.
+    let name = "1688-142285-0003.flac";
+    let heard = normalize_words(&dictate(&engine, name, 20.0));
+    let errors = word_errors(&normalize_words(&reference(name)), &heard);
+    assert!(errors <= 3, "{errors} words wrong: {heard:?}");
+    // Off, the dictation reads each utterance alone, as by default.
+    let alone = normalize_words(&dictate(&engine, name, 0.0));
+    let errors = word_errors(&normalize_words(&reference(name)), &alone);
+    assert!(errors <= 3, "{errors} words wrong: {alone:?}");
+}

@@ -91,8 +91,10 @@ pub struct DictationOptions {
     /// buffer) that each re-transcription reads ahead of it, with the text committed for it
     /// and the utterance's committed words forced as the decoder's prefix: whisper reads the
     /// new words with the context an offline window gives them, and continues right after the
-    /// committed words instead of re-reading them. 0 = off: the utterance alone, the
-    /// committed text before it as the prompt.
+    /// committed words instead of re-reading them. 0 = off (the default): the utterance
+    /// alone, the committed text before it as the prompt. Replayed as fast as possible it
+    /// reads the long file better (docs/listen.md); in real time on 2 cores the steps cannot
+    /// afford it, and the words it reads after the prefix have no whisper times of their own.
     pub context_seconds: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
@@ -125,7 +127,8 @@ impl Default for DictationOptions {
             // right, and was no more accurate overall.
             final_beam_size: 1,
             final_min_context: 0.0,
-            context_seconds: 20.0,
+            // Off: see the field.
+            context_seconds: 0.0,
             transcribe: TranscribeOptions {
                 // With 0.5 s steps a 30 s context costs more than a step's worth of audio on
                 // 2 cores; 10 s with an 8 s window read best of the shorter contexts tried.
@@ -258,6 +261,9 @@ pub struct Dictation<'e> {
     /// Audio that left the buffer with the text committed for it, oldest first, at most
     /// `context_seconds` of it (see [`DictationOptions::context_seconds`]).
     spoken: VecDeque<Spoken>,
+    /// Seconds of `spoken` the next step reads: `context_seconds`, less while steps take
+    /// longer than the machine affords (see [`Dictation::afford_context`]).
+    context_budget: f64,
     /// (absolute end sample, arrival instant) of recent pushes, to date audio.
     arrivals: VecDeque<(usize, Instant)>,
     stats: Stats,
@@ -273,6 +279,7 @@ impl<'e> Dictation<'e> {
             ));
         }
         let history = opts.transcribe.initial_prompt.clone().unwrap_or_default();
+        let context_budget = opts.context_seconds;
         Ok(Dictation {
             engine,
             opts,
@@ -289,6 +296,7 @@ impl<'e> Dictation<'e> {
             boundaries: Vec::new(),
             history,
             spoken: VecDeque::new(),
+            context_budget,
             arrivals: VecDeque::new(),
             stats: Stats::default(),
             utterance_start: 0.0,
@@ -348,7 +356,25 @@ impl<'e> Dictation<'e> {
         };
         self.last_cost = t0.elapsed().as_secs_f64();
         self.stats.compute_seconds += self.last_cost;
+        self.afford_context();
         events
+    }
+
+    /// Live audio on a machine too slow or too busy for the whole context: a step that took
+    /// more than 70 % of `step` takes 2 s off the context the next steps read (the encoder's
+    /// work grows with the audio it reads), and each faster step gives 1 s back, up to
+    /// `context_seconds`. Pacing alone would keep up by stepping less often, and commit later.
+    /// Replays as fast as possible read the whole context, so they stay comparable.
+    fn afford_context(&mut self) {
+        if !self.opts.pace {
+            return;
+        }
+        let most = self.opts.context_seconds.max(0.0);
+        self.context_budget = if self.last_cost > MAX_STEP_LOAD * self.opts.step {
+            (self.context_budget - 2.0).max(0.0)
+        } else {
+            (self.context_budget + 1.0).min(most)
+        };
     }
 
     /// Looks for the start of speech in the recent audio.
@@ -492,7 +518,7 @@ impl<'e> Dictation<'e> {
         let mut window: Vec<f32> = Vec::new();
         let mut context = 0;
         if self.opts.context_seconds > 0.0 {
-            let most = ((self.opts.context_seconds * RATE as f64) as usize)
+            let most = ((self.context_budget * RATE as f64) as usize)
                 .min((29 * RATE).saturating_sub(audio.len()));
             let (mut samples, mut chars, mut first) = (0, 0, self.spoken.len());
             for s in self.spoken.iter().rev() {
