@@ -516,7 +516,7 @@ impl<'e> Dictation<'e> {
         // The context: the newest stretches of earlier speech that fit, the window within
         // whisper's 30 s and the prefix well within its text context.
         let mut window: Vec<f32> = Vec::new();
-        let mut context = 0;
+        let mut context_samples = 0;
         if self.opts.context_seconds > 0.0 {
             let most = ((self.context_budget * RATE as f64) as usize)
                 .min((29 * RATE).saturating_sub(audio.len()));
@@ -539,7 +539,7 @@ impl<'e> Dictation<'e> {
                 for s in chosen {
                     window.extend_from_slice(&s.audio);
                 }
-                context = samples;
+                context_samples = samples;
                 window.extend_from_slice(audio);
                 opts.decoder_prefix = Some(prefix);
             }
@@ -587,7 +587,7 @@ impl<'e> Dictation<'e> {
                 transcript = again;
             }
         }
-        let offset = (self.buf_start as f64 - context as f64) / RATE as f64;
+        let offset = (self.buf_start as f64 - context_samples as f64) / RATE as f64;
         // On a clip that ends in silence, small models often repeat what was just said as new
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
         // two or three times over): drop segments that repeat the words before them.
@@ -800,8 +800,7 @@ impl<'e> Dictation<'e> {
         self.phase = Phase::Idle;
         // Keep the audio after the end: the next utterance may already be in it.
         let cut = end.saturating_sub(self.buf_start).min(self.audio.len());
-        let audio: Vec<f32> = self.audio.drain(..cut).collect();
-        self.keep_spoken(audio, &said);
+        self.leave_buffer(cut, &said);
         self.buf_start += cut;
         Ok(events)
     }
@@ -883,13 +882,12 @@ impl<'e> Dictation<'e> {
         if cut == 0 {
             return;
         }
-        let audio: Vec<f32> = self.audio.drain(..cut).collect();
         self.buf_start += cut;
         // The committed words after the cut stay committed (they are still in the buffer).
         let keep = covered - words;
         let gone = self.committed.len().saturating_sub(keep);
         let moved: Vec<Word> = self.committed.drain(..gone).collect();
-        self.keep_spoken(audio, &moved);
+        self.leave_buffer(cut, &moved);
         self.history.push(' ');
         self.history.push_str(&join(&moved));
         self.previous.clear();
@@ -897,13 +895,16 @@ impl<'e> Dictation<'e> {
         self.boundaries.clear();
     }
 
-    /// Keeps `audio`, which left the buffer, and the words committed for it as context for
-    /// the re-transcriptions that follow, up to `context_seconds` of audio.
-    fn keep_spoken(&mut self, audio: Vec<f32>, words: &[Word]) {
+    /// Drops the buffer's first `cut` samples, whose committed words are `words`. With a
+    /// context they are kept, with the words' text, for the re-transcriptions that follow, up
+    /// to `context_seconds` of audio; otherwise they are not copied.
+    fn leave_buffer(&mut self, cut: usize, words: &[Word]) {
         // Audio nothing was committed for would be read as new words after the prefix.
-        if self.opts.context_seconds <= 0.0 || audio.is_empty() || words.is_empty() {
+        if self.opts.context_seconds <= 0.0 || cut == 0 || words.is_empty() {
+            self.audio.drain(..cut);
             return;
         }
+        let audio = self.audio.drain(..cut).collect();
         self.spoken.push_back(Spoken {
             audio,
             text: join(words),
