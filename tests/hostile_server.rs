@@ -381,8 +381,7 @@ fn connection_caps_answer_429_and_503_in_openai_shape() {
     // before the 6th arrives (closing at the header timeout has its own tests above).
     let server = Server::start(&["--max-connections-per-ip", "5", "--header-timeout", "30"]);
     let addr = server.addr;
-    let idle: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    server_sees(&idle);
+    let idle = hold_open(addr, 5);
     let mut extra = TcpStream::connect(addr).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -408,10 +407,7 @@ fn connection_caps_answer_429_and_503_in_openai_shape() {
 
     // In all: past --max-connections, 503.
     let server = Server::start(&["--max-connections", "4", "--header-timeout", "30"]);
-    let idle: Vec<TcpStream> = (0..4)
-        .map(|_| TcpStream::connect(server.addr).unwrap())
-        .collect();
-    server_sees(&idle);
+    let idle = hold_open(server.addr, 4);
     let mut extra = TcpStream::connect(server.addr).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -427,10 +423,27 @@ fn connection_caps_answer_429_and_503_in_openai_shape() {
     }
 }
 
-/// Gives the server a moment to accept `sockets` (they send nothing to wait on).
-fn server_sees(sockets: &[TcpStream]) {
-    assert!(!sockets.is_empty());
-    std::thread::sleep(Duration::from_millis(500));
+/// Opens `n` idle connections that the server has accepted and holds. A connection it
+/// refused (the /health poll of `Server::start` may still be counted for a moment after its
+/// client closed it) has an answer or an end waiting, and is replaced.
+fn hold_open(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..20 {
+        while held.len() < n {
+            held.push(TcpStream::connect(addr).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        held.retain(|s| {
+            s.set_nonblocking(true).unwrap();
+            let open = matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            s.set_nonblocking(false).unwrap();
+            open
+        });
+        if held.len() == n {
+            return held;
+        }
+    }
+    panic!("the server did not hold {n} idle connections open");
 }
 
 #[test]

@@ -72,6 +72,15 @@ pub fn engine_build() -> EngineBuild {
     }
 }
 
+/// Text the audio begins with and where it ends (see [`TranscribeOptions::decoder_prefix`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderPrefix {
+    pub text: String,
+    /// Seconds from `offset` (the start of what is transcribed) to the end of that text's
+    /// speech: the words decoded after it are dated from there, within whisper's 30 s window.
+    pub end: f64,
+}
+
 /// Options fixed when the model is loaded.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -127,9 +136,9 @@ pub struct TranscribeOptions {
     pub initial_prompt: Option<String>,
     /// Text the audio is known to begin with (dictation: what was committed for it). The
     /// decoder is forced to start with it and continues after it, so the transcript holds only
-    /// the words that follow, read with that text and its audio as context.
+    /// the words that follow, read with that text and its audio as context. Needs `vad` off.
     #[serde(skip)]
-    pub decoder_prefix: Option<String>,
+    pub decoder_prefix: Option<DecoderPrefix>,
     /// Keep per-word timings in the transcript.
     pub word_timestamps: bool,
     /// Run VAD and transcribe only speech (needs a VAD model on the engine).
@@ -513,8 +522,15 @@ impl Engine {
 
         let threads = self.threads_for(opts);
         // Set on every call: a pooled state keeps the prefix of its last one.
-        let prefix = match opts.decoder_prefix.as_deref().map(str::trim) {
+        let prefix_text = opts.decoder_prefix.as_ref().map(|p| p.text.trim());
+        let prefix = match prefix_text {
             Some(text) if !text.is_empty() => {
+                if use_vad {
+                    return Err(engine_err(
+                        "a decoder prefix needs VAD off (its end is a time in the audio as given)"
+                            .into(),
+                    ));
+                }
                 // A token is at least one byte, so this bound always suffices.
                 let text = format!(" {text}");
                 let mut tokens = self
@@ -529,8 +545,13 @@ impl Engine {
             }
             _ => Vec::new(),
         };
+        // Whisper's window is 30 s; an end outside it (or not a number) is clamped into it.
+        let prefix_end = opts
+            .decoder_prefix
+            .as_ref()
+            .map(|p| (p.end * 100.0).round().clamp(0.0, 3000.0) as i64);
         state
-            .set_prefix_tokens(&prefix)
+            .set_prefix_tokens(&prefix, prefix_end)
             .map_err(|e| engine_err(format!("cannot set the decoder prefix: {e}")))?;
 
         // 2. Language.

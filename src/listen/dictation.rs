@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::guard::{echoes_context, normalize_word as norm};
-use crate::engine::{Engine, Hooks, TranscribeOptions, VadOptions};
+use crate::engine::{DecoderPrefix, Engine, Hooks, TranscribeOptions, VadOptions};
 use crate::error::Error;
 use crate::Word;
 // Re-exported: these paths (`listen::dictation::agreement`, ...) are public.
@@ -541,7 +541,16 @@ impl<'e> Dictation<'e> {
                 }
                 context_samples = samples;
                 window.extend_from_slice(audio);
-                opts.decoder_prefix = Some(prefix);
+                // The prefix ends with the last committed word, or where the utterance's
+                // audio begins; whisper dates what it reads after it from there.
+                let start = samples as f64 / RATE as f64;
+                let end = self.committed.last().map_or(start, |w| {
+                    w.end - (self.buf_start as f64 / RATE as f64) + start
+                });
+                opts.decoder_prefix = Some(DecoderPrefix {
+                    text: prefix,
+                    end: end.clamp(start, window.len() as f64 / RATE as f64),
+                });
             }
             opts.initial_prompt = None;
         } else {
@@ -591,27 +600,22 @@ impl<'e> Dictation<'e> {
         // On a clip that ends in silence, small models often repeat what was just said as new
         // segments ("... Americans. And so my fellow Americans.", or a sentence of the prompt
         // two or three times over): drop segments that repeat the words before them.
-        let mut context = self.history_tail(30);
-        if prefixed {
-            // The first segment continues the prefix's, whose start whisper never saw: its
-            // times come from the timestamp it guesses at its first word, often seconds past
-            // the audio. Its words are spread over the audio from the last committed word to
-            // the segment's end (the audio's end when that is no better).
-            let anchor = self
-                .committed
-                .last()
-                .map_or(self.buf_start as f64 / RATE as f64, |w| w.end)
-                - offset;
-            let limit = input.len() as f64 / RATE as f64;
-            if let Some(seg) = transcript.segments.first_mut() {
-                let end = if seg.end > anchor && seg.end <= limit {
-                    seg.end
-                } else {
-                    limit
-                };
-                spread(seg, anchor.min(end), end);
-            }
-        }
+        // After a forced prefix whisper also reads the window again from its start in a
+        // segment of its own ("Americans." then "And so my fellow Americans."), dated at the
+        // end of the audio; the words before such a segment are the prefix's. There, two words
+        // found in the prefix already end a step's cut-off segment: if they were speech, the
+        // next step reads the segment on, past what the prefix holds.
+        let mut context = match &opts.decoder_prefix {
+            Some(p) => p.text.split_whitespace().map(norm).collect(),
+            None => self.history_tail(30),
+        };
+        let echoes = |context: &[String], normed: &[String], cut_off: bool| {
+            echoes_context(context, normed, cut_off)
+                || (prefixed
+                    && cut_off
+                    && normed.len() >= 2
+                    && context.windows(normed.len()).any(|w| w == normed))
+        };
         let mut kept: Vec<(&crate::Segment, Vec<&Word>)> = Vec::new();
         let segments = transcript.segments.len();
         for (i, seg) in transcript.segments.iter().enumerate() {
@@ -625,7 +629,7 @@ impl<'e> Dictation<'e> {
             // A step's last segment may be cut off mid-word by the end of the audio; the
             // last pass ends in silence.
             let cut_off = !last && i + 1 == segments;
-            if !words.is_empty() && !echoes_context(&context, &normed, cut_off) {
+            if !words.is_empty() && !echoes(&context, &normed, cut_off) {
                 context.extend(normed);
                 kept.push((seg, words));
             }
@@ -986,25 +990,6 @@ pub fn join(words: &[Word]) -> String {
 /// its pre-roll to the endpoint, and even slow dictation says more).
 fn collapsed(words: usize, seconds: f64) -> bool {
     (words as f64) < (seconds - 1.0) / COLLAPSE_SECONDS_PER_WORD
-}
-
-/// Dates `seg` from `start` to `end` (seconds), its words one after another, each for a share
-/// of the time proportional to its letters.
-fn spread(seg: &mut crate::Segment, start: f64, end: f64) {
-    seg.start = start;
-    seg.end = end;
-    let Some(words) = seg.words.as_mut() else {
-        return;
-    };
-    let letters = |w: &Word| w.text.trim().chars().count().max(1) as f64;
-    let total: f64 = words.iter().map(letters).sum();
-    let mut t = start;
-    for w in words.iter_mut() {
-        let share = (end - start) * letters(w) / total;
-        w.start = t;
-        w.end = t + share;
-        t += share;
-    }
 }
 
 /// Makes word times non-decreasing: a word starts no earlier than the word before it, and

@@ -15,11 +15,14 @@ pub mod engine_build {
 extern "C" {
     /// verbatim patch 0009 (`patches/0009-decoder-prefix.patch`): the text the decoder is forced
     /// to start with in the first window of every later `whisper_full_with_state` call on
-    /// `state`, until set again (`n_tokens` = 0 clears it). Declared here because the bindings
-    /// are generated from the pristine header. Returns 0, or -1 on invalid arguments.
+    /// `state`, until set again (`n_tokens` = 0 clears it), and where it ends in the audio
+    /// (`t_end`, centiseconds from the window's start, at most 3000; -1: unknown). Declared
+    /// here because the bindings are generated from the pristine header. Returns 0, or -1 on
+    /// invalid arguments.
     pub fn whisper_state_set_prefix(
         state: *mut whisper_state,
         tokens: *const whisper_token,
         n_tokens: ::std::os::raw::c_int,
+        t_end: i64,
     ) -> ::std::os::raw::c_int;
 }

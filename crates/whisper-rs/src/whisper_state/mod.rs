@@ -320,11 +320,19 @@ impl WhisperState {
     /// Forces the decoder to start the first window of every later [`Self::full`] call with
     /// `tokens` (text tokens from [`crate::WhisperContext::tokenize`]), as OpenAI whisper's
     /// `prefix` option does; the segments then hold only the text decoded after them. The
-    /// audio must begin where that text begins. An empty slice clears it. verbatim's engine
-    /// patch 0009.
-    pub fn set_prefix_tokens(&mut self, tokens: &[c_int]) -> Result<(), WhisperError> {
+    /// audio must begin where that text begins; `end` is where it ends (centiseconds from the
+    /// start of the audio, at most 3000), and the text decoded after it is dated from there
+    /// (`None`: from whisper's guess at its first token). An empty slice clears it. verbatim's
+    /// engine patch 0009.
+    pub fn set_prefix_tokens(
+        &mut self,
+        tokens: &[c_int],
+        end: Option<i64>,
+    ) -> Result<(), WhisperError> {
         let n = c_int::try_from(tokens.len()).map_err(|_| WhisperError::InvalidText)?;
-        let ret = unsafe { whisper_rs_sys::whisper_state_set_prefix(self.ptr, tokens.as_ptr(), n) };
+        let end = end.unwrap_or(-1);
+        let ret =
+            unsafe { whisper_rs_sys::whisper_state_set_prefix(self.ptr, tokens.as_ptr(), n, end) };
         if ret == 0 {
             Ok(())
         } else {
