@@ -54,8 +54,7 @@ fn whisper_continues_after_the_prefix_and_a_pooled_state_forgets_it() {
     );
     let you = words(&whole)
         .into_iter()
-        .filter(|w| normalize_words(&w.text) == ["you"])
-        .next()
+        .find(|w| normalize_words(&w.text) == ["you"])
         .expect("\"you\" in the transcript");
 
     let said = "And so, my fellow Americans, ask not what your country can do for you,";

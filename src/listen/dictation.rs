@@ -93,8 +93,8 @@ pub struct DictationOptions {
     /// new words with the context an offline window gives them, and continues right after the
     /// committed words instead of re-reading them. 0 = off (the default): the utterance
     /// alone, the committed text before it as the prompt. Replayed as fast as possible it
-    /// reads the long file better (docs/listen.md); in real time on 2 cores the steps cannot
-    /// afford it, and the words it reads after the prefix have no whisper times of their own.
+    /// reads the long file better; in real time on 2 cores the steps cannot afford it
+    /// (docs/listen.md).
     pub context_seconds: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
@@ -541,11 +541,14 @@ impl<'e> Dictation<'e> {
                 }
                 context_samples = samples;
                 window.extend_from_slice(audio);
-                // The prefix ends with the last committed word, or where the utterance's
-                // audio begins; whisper dates what it reads after it from there.
+                // The prefix ends where the utterance's audio begins, or with the last
+                // committed word; whisper dates what it reads after it from there. That word's
+                // start, not its end: a word last in its hypothesis is often stretched to the
+                // end of that step's audio, and the words after it, dated past the audio, were
+                // dropped as read into the padding.
                 let start = samples as f64 / RATE as f64;
                 let end = self.committed.last().map_or(start, |w| {
-                    w.end - (self.buf_start as f64 / RATE as f64) + start
+                    w.start - (self.buf_start as f64 / RATE as f64) + start
                 });
                 opts.decoder_prefix = Some(DecoderPrefix {
                     text: prefix,
