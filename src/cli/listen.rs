@@ -39,6 +39,10 @@ final and never change. Committed text is the prompt for what follows. --mic (-D
 microphone; --device, as in every command, where whisper runs. With a multilingual model and
 --language auto every step detects the language: give -l to save that time.";
 
+/// The most earlier speech `--context` reads: whisper's window is 30 s, and the utterance
+/// needs room beside it.
+const MAX_CONTEXT: f64 = 25.0;
+
 /// Options of `verbatim listen`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -133,6 +137,18 @@ pub struct ListenArgs {
     )]
     endpoint: f64,
 
+    /// Read up to this much of the speech before each utterance with it, its committed text
+    /// forced as the start of whisper's output: continuous speech reads more accurately, and
+    /// each step costs more (0 = off; 20 where cores are to spare). It shrinks while steps
+    /// fall behind the speech.
+    #[arg(
+        long,
+        default_value_t = DictationOptions::default().context_seconds,
+        value_name = "SECS",
+        help_heading = "Dictation"
+    )]
+    context: f64,
+
     #[command(flatten)]
     vad: VadTuningArgs,
 
@@ -151,6 +167,11 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         return Err(CliError::usage(
             "--step and --endpoint must be between 0.1 and 10 seconds",
         ));
+    }
+    if !(0.0..=MAX_CONTEXT).contains(&args.context) {
+        return Err(CliError::usage(format!(
+            "--context must be between 0 and {MAX_CONTEXT} seconds (whisper reads 30 s at once)"
+        )));
     }
     if args.duration.is_some_and(|d| d.is_nan() || d <= 0.0) {
         return Err(CliError::usage(
@@ -181,6 +202,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
         dictation: DictationOptions {
             step: args.step,
             endpoint_silence: args.endpoint,
+            context_seconds: args.context,
             ..super::options::dictation_options(&args.language, &args.decode, &args.vad)
         },
         text,
