@@ -30,6 +30,7 @@ Examples:
   verbatim listen --mic 2 -m base.en       # microphone 2 of `verbatim devices`
   verbatim listen --input talk.wav --realtime   # replay a file through the same pipeline
   verbatim listen --type --spoken-punctuation --replacements ~/names.txt
+  verbatim listen --context 20             # read each utterance with the speech before it
   verbatim listen --daemon --type &        # resident: model loaded, microphone closed
   verbatim listen toggle                   # bind to a key: start, then stop and deliver
   verbatim listen history -n 5             # the last dictations
