@@ -522,9 +522,8 @@ impl Engine {
 
         let threads = self.threads_for(opts);
         // Set on every call: a pooled state keeps the prefix of its last one.
-        let prefix_text = opts.decoder_prefix.as_ref().map(|p| p.text.trim());
-        let prefix = match prefix_text {
-            Some(text) if !text.is_empty() => {
+        let (prefix, prefix_end) = match &opts.decoder_prefix {
+            Some(p) if !p.text.trim().is_empty() => {
                 if use_vad {
                     return Err(engine_err(
                         "a decoder prefix needs VAD off (its end is a time in the audio as given)"
@@ -532,7 +531,7 @@ impl Engine {
                     ));
                 }
                 // A token is at least one byte, so this bound always suffices.
-                let text = format!(" {text}");
+                let text = format!(" {}", p.text.trim());
                 let mut tokens = self
                     .ctx
                     .tokenize(&text, text.len() + 16)
@@ -541,15 +540,13 @@ impl Engine {
                 // generates; the end of the prefix is what the audio continues from.
                 let excess = tokens.len().saturating_sub(MAX_PREFIX_TOKENS);
                 tokens.drain(..excess);
-                tokens
+                // Whisper's window is 30 s; an end outside it (or not a number) is clamped
+                // into it.
+                let end = (p.end * 100.0).round().clamp(0.0, 3000.0) as i64;
+                (tokens, Some(end))
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), None),
         };
-        // Whisper's window is 30 s; an end outside it (or not a number) is clamped into it.
-        let prefix_end = opts
-            .decoder_prefix
-            .as_ref()
-            .map(|p| (p.end * 100.0).round().clamp(0.0, 3000.0) as i64);
         state
             .set_prefix_tokens(&prefix, prefix_end)
             .map_err(|e| engine_err(format!("cannot set the decoder prefix: {e}")))?;
