@@ -7,10 +7,10 @@ The load is one (or --load N) shell busy loop per core taken (`sh -c 'while :; d
 started before the run and killed after it, as a browser or a build would take a core.
 
 Rows (each run --runs times, medians quoted, every run printed):
-  verbatim[SPIN]  target/release/verbatim transcribe FILE, VERBATIM_GGML_SPIN_US=SPIN (needs
-                  docs/experiments/barrier-spin-then-sleep.patch applied as an engine
+  verbatim[SPIN]  target/release/verbatim transcribe FILE, VERBATIM_GGML_SPIN_US=SPIN (engine
                   patch 0008: microseconds a thread spins at a barrier before it sleeps;
-                  "default" = unset (upstream's pure spin), "unbounded" = the same set explicitly)
+                  "default" = unset, the patch's 10 us; "unbounded" = spin without bound, as
+                  upstream whisper.cpp does)
   fw              faster-whisper int8 (bench/.venv, as in bench.py), vad_filter=False
 
     python3 bench/busy_bench.py                       # the 204 s file, 3 runs, 1 busy core
