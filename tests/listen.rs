@@ -473,10 +473,14 @@ fn spoken_punctuation_and_replacements_from_the_microphone() {
         first.split_whitespace().count() >= 3 && first.ends_with('.'),
         "{text:?}"
     );
-    // the replacement, "question mark" and "new line", then "full stop" at the end
-    let (question, last) = rest.split_once("sonntag?\n").unwrap_or(("", ""));
+    // the replacement, "question mark" and "new line", then "full stop" at the end. Whisper
+    // may read a word of its own after the replacement: "Sunday question mark" was read "Sunday?
+    // A question mark." (3 runs in 12 on a slow host, 2026-12-06), typed "Sonntag? A?".
+    let (question, last) = rest.split_once("?\n").unwrap_or(("", ""));
     assert!(
-        question.split_whitespace().count() >= 2 && last.trim_end().ends_with('.'),
+        question.split_whitespace().count() >= 3
+            && question.contains("sonntag")
+            && last.trim_end().ends_with('.'),
         "{text:?}"
     );
     let capital_after = |sep: &str| {
