@@ -1,6 +1,7 @@
 //! Dictation benchmark: replays shared speech through `verbatim listen`'s pipeline and prints
-//! commit latency, partial update interval, worker real-time factor, dropped audio and WER
-//! against offline transcription with the same model, measured in the same run.
+//! commit latency, partial update interval, worker real-time factor, the longest audio one step
+//! re-read, dropped audio and WER against offline transcription with the same model, measured
+//! in the same run.
 //!
 //! Commit latency is dated two ways. The main columns take the end of the last committed word
 //! from the offline transcript (full context, beam search, VAD-snapped word times), matched
@@ -132,7 +133,7 @@ fn main() {
         stems.len()
     );
     println!(
-        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | commit p50 / p95 / max, whisper's word times | heard at commit p50 / p95 / max | partial interval | worker RTF | dropped s |"
+        "| model | audio s | WER listen | WER offline | commit p50 | commit p95 | commit max | commit p50 / p95 / max, whisper's word times | heard at commit p50 / p95 / max | partial interval | worker RTF | longest window | dropped s |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for model in &models {
@@ -152,6 +153,7 @@ fn main() {
         let mut heard_latencies = Vec::new();
         let mut intervals = Vec::new();
         let (mut audio_s, mut compute_s, mut dropped) = (0.0, 0.0, 0.0);
+        let mut longest_window = 0.0f64;
         // (file, reference words, listen errors, offline errors, dated latencies).
         let mut per_file: Vec<(String, usize, usize, usize, Vec<f64>)> = Vec::new();
         for stem in &stems {
@@ -205,6 +207,7 @@ fn main() {
             audio_s += summary.stats.audio_seconds;
             compute_s += summary.stats.compute_seconds;
             dropped += summary.dropped_seconds;
+            longest_window = longest_window.max(summary.stats.longest_window);
             let listened = committed.join(" ");
             let (offline, offline_words) = offline_text(&engine, &file);
             // Whisper's word times in a live hypothesis can be seconds off (a late date makes a
@@ -268,7 +271,7 @@ fn main() {
         let r = |q: f64| percentile(&ref_latencies, q);
         let h = |q: f64| percentile(&heard_latencies, q);
         println!(
-            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} s | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} / {:.2} / {:.2} s | {:.2} s | {:.2} | {:.1} s | {:.2} |",
             model.file_name().unwrap().to_string_lossy(),
             audio_s,
             pct(errs_l),
@@ -284,6 +287,7 @@ fn main() {
             h(100.0),
             intervals.iter().sum::<f64>() / intervals.len().max(1) as f64,
             compute_s / audio_s.max(1e-9),
+            longest_window,
             dropped
         );
         // Per file: an aggregate can hide the hard case (the long file, continuous speech).

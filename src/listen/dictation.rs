@@ -209,6 +209,8 @@ pub struct Stats {
     pub utterances: usize,
     /// Re-transcriptions run.
     pub steps: usize,
+    /// The most audio one re-transcription read (s): a step's cost grows with it.
+    pub longest_window: f64,
 }
 
 /// Audio that left the dictation's buffer and the text committed for it.
@@ -503,6 +505,8 @@ impl<'e> Dictation<'e> {
         if audio.len() < RATE / 4 {
             return Ok(Vec::new());
         }
+        let seconds = audio.len() as f64 / RATE as f64;
+        self.stats.longest_window = self.stats.longest_window.max(seconds);
         let mut opts = self.opts.transcribe.clone();
         if last && self.opts.final_beam_size > opts.beam_size {
             opts.beam_size = self.opts.final_beam_size;
@@ -590,7 +594,6 @@ impl<'e> Dictation<'e> {
                 .filter(|w| !norm(&w.text).is_empty())
                 .count()
         };
-        let seconds = audio.len() as f64 / RATE as f64;
         let read = words_in(&transcript);
         if opts.initial_prompt.is_some() && !prefixed && collapsed(read, seconds) {
             opts.initial_prompt = None;
@@ -856,6 +859,18 @@ impl<'e> Dictation<'e> {
         // the picture, which" as "which"). A word re-read at the seam is dropped by
         // `history_overlap`. So this cut waits until the buffer reaches twice `max_window`
         // (most utterances end first), and is made inside speech only at three times it.
+        // Past three times, it looks back through the committed words for the latest one it
+        // can cut after: whisper dates the last committed words of a live hypothesis at the
+        // end of the audio, and with slow steps (few hypotheses, few commits) the buffer grew
+        // to 31 s, a step to 3 s, and a commit came 20 s late. Looking back sooner cost 2.5
+        // WER points on the long file (docs/benchmarks.md, "Slow steps").
+        let in_speech = self.audio.len() > 3 * max;
+        // Whisper's times near the end of the audio collapse onto it; a segment or word
+        // "ending" there is no pause to cut at, and cutting would drop the speech not yet
+        // committed (seen: "with the southern tribes of Benjamin and Judah were" lost). Cut
+        // only well inside the buffer.
+        let buffer_end = (self.buf_start + self.audio.len()) as f64 / RATE as f64;
+        let inside = buffer_end - 1.0;
         let segment = self
             .boundaries
             .iter()
@@ -863,25 +878,32 @@ impl<'e> Dictation<'e> {
             .find(|(n, _)| *n > 0 && *n <= covered)
             .copied();
         let word = || {
-            if self.audio.len() <= 2 * max {
+            if self.audio.len() <= 2 * max || covered == 0 {
                 return None;
             }
-            let last = self.previous.get(covered.checked_sub(1)?)?;
-            match self.pause_near(last.end) {
-                Some(at) => Some((covered, at)),
-                None if self.audio.len() > 3 * max => Some((covered, last.end)),
-                None => None,
-            }
+            let pauses = self.pauses();
+            let earliest = if in_speech { 1 } else { covered };
+            (earliest..=covered).rev().find_map(|n| {
+                let end = self.previous.get(n - 1)?.end;
+                if in_speech && end > inside {
+                    return None;
+                }
+                match pause_near(&pauses, end).filter(|&at| !in_speech || at <= inside) {
+                    Some(at) => Some((n, at)),
+                    None if in_speech => Some((n, end)),
+                    None => None,
+                }
+            })
         };
-        let Some((words, end)) = segment.or_else(word) else {
+        let cut = match segment {
+            Some((_, end)) if in_speech && end > inside => word(),
+            Some(found) => Some(found),
+            None => word(),
+        };
+        let Some((words, end)) = cut else {
             return;
         };
-        // Whisper's times near the end of the audio collapse onto it; a segment "ending" there
-        // is no pause to cut at, and cutting would drop the speech not yet committed (seen:
-        // "with the southern tribes of Benjamin and Judah were" lost). Cut only well inside
-        // the buffer.
-        let buffer_end = (self.buf_start + self.audio.len()) as f64 / RATE as f64;
-        if end > buffer_end - 1.0 {
+        if end > inside {
             return;
         }
         let cut_at = ((end * RATE as f64) as usize).max(self.buf_start);
@@ -926,22 +948,21 @@ impl<'e> Dictation<'e> {
         }
     }
 
-    /// The middle of the pause (100 ms of silence or more) nearest to absolute time `t`,
-    /// from one second before it to 0.3 s after it: word times drift, and a cut a little
-    /// early only repeats a word at the seam, where a cut too late loses one.
-    fn pause_near(&self, t: f64) -> Option<f64> {
+    /// The middles of the pauses (100 ms of silence or more) in the buffer, in absolute time.
+    fn pauses(&self) -> Vec<f64> {
         let opts = VadOptions {
             min_silence_ms: 100,
             min_speech_ms: 100,
             ..self.opts.vad.clone()
         };
-        let spans = self.engine.detect_speech(&self.audio, &opts).ok()?;
+        let Ok(spans) = self.engine.detect_speech(&self.audio, &opts) else {
+            return Vec::new();
+        };
         let start = self.buf_start as f64 / RATE as f64;
         spans
             .windows(2)
             .map(|p| start + (p[0].end + p[1].start) as f64 / 2.0 / RATE as f64)
-            .filter(|&mid| mid >= t - 1.0 && mid <= t + 0.3)
-            .min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()))
+            .collect()
     }
 
     /// The prompt: the end of the text committed before the buffer (earlier utterances and
@@ -1004,6 +1025,17 @@ fn monotonic(words: &mut [Word]) {
         w.start = w.start.max(start);
         w.end = w.end.max(w.start).max(end);
     }
+}
+
+/// Of `pauses`, the one nearest to `t` from one second before it to 0.3 s after it: word
+/// times drift, and a cut a little early only repeats a word at the seam, where a cut too
+/// late loses one.
+fn pause_near(pauses: &[f64], t: f64) -> Option<f64> {
+    pauses
+        .iter()
+        .copied()
+        .filter(|&mid| mid >= t - 1.0 && mid <= t + 0.3)
+        .min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()))
 }
 
 #[cfg(test)]
