@@ -10,19 +10,11 @@ use std::time::Instant;
 
 use common::*;
 use verbatim::audio::{self, InputSource};
-use verbatim::engine::{Engine, EngineOptions};
 use verbatim::listen::dictation::{Dictation, DictationOptions, Event};
 
 #[test]
 fn slow_steps_keep_the_window_short() {
-    let engine = Engine::load(
-        &tiny_en(),
-        &EngineOptions {
-            vad_model: Some(vad_model()),
-            ..EngineOptions::default()
-        },
-    )
-    .unwrap();
+    let engine = tiny_en_with_vad();
     let name = "long_ls_2609_3080_concat.flac";
     let samples = audio::load(&InputSource::Path(audio(name)), false)
         .unwrap()

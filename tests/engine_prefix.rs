@@ -123,14 +123,7 @@ fn dictate(engine: &Engine, name: &str, context: f64) -> String {
 
 #[test]
 fn dictation_with_context_reads_on_after_the_committed_words() {
-    let engine = Engine::load(
-        &tiny_en(),
-        &EngineOptions {
-            vad_model: Some(vad_model()),
-            ..EngineOptions::default()
-        },
-    )
-    .unwrap();
+    let engine = tiny_en_with_vad();
     // Whisper's guess at where the continuation of the prefix starts fell seconds past the
     // audio, and every word after the first ("I") was dropped as read into the padding.
     let name = "1688-142285-0003.flac";

@@ -52,6 +52,18 @@ pub fn vad_model() -> PathBuf {
     shared("models/ggml-silero-vad.bin")
 }
 
+/// tiny.en with Silero, as dictation runs it.
+pub fn tiny_en_with_vad() -> verbatim::engine::Engine {
+    verbatim::engine::Engine::load(
+        &tiny_en(),
+        &verbatim::engine::EngineOptions {
+            vad_model: Some(vad_model()),
+            ..verbatim::engine::EngineOptions::default()
+        },
+    )
+    .expect("tiny.en and Silero load")
+}
+
 pub fn audio(name: &str) -> PathBuf {
     shared(&format!("audio/{name}"))
 }
