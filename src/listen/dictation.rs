@@ -888,7 +888,7 @@ impl<'e> Dictation<'e> {
                 if in_speech && end > inside {
                     return None;
                 }
-                match pause_near(&pauses, end).filter(|&at| !in_speech || at <= inside) {
+                match pause_near(&pauses, end).filter(|&at| at <= inside) {
                     Some(at) => Some((n, at)),
                     None if in_speech => Some((n, end)),
                     None => None,
