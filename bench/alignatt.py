@@ -130,10 +130,9 @@ def wer_per_file(hypdir, refdir):
     return json.loads(out.stdout)
 
 
-def run_alignatt(sim_dir, ckpt, heads, audio, chunk, tau, beams):
+def run_alignatt(ckpt, heads, audio, chunk, tau, beams):
     """SimulStreaming's own computation-unaware loop (whisper_online_main.py), in process:
     returns (audio heard, committed text) per step that committed something."""
-    sys.path.insert(0, sim_dir)
     import simulstreaming.whisper.simul_whisper.simul_whisper as sw
     import simulstreaming_whisper as sim
     import librosa
@@ -236,6 +235,7 @@ def main():
             verbatim_heard.setdefault(e["file"], []).append(e["heard"])
 
     runs = [("verbatim live", os.path.join(vdir, "listen"), verbatim_heard)]
+    offline = {}
     for tau in [int(t) for t in args.tau.split(",")]:
         label = f"AlignAtt τ={tau} chunk {args.chunk} s" + (f" beam {args.beams}" if args.beams > 1 else "")
         hypdir = os.path.join(args.outdir, f"alignatt-c{args.chunk}-t{tau}-b{args.beams}")
@@ -243,10 +243,12 @@ def main():
         heard = {}
         for stem in stems:
             audio = find_audio(audio_dir, stem)
-            commits = run_alignatt(args.simulstreaming, ckpt, heads, audio, args.chunk, tau, args.beams)
+            commits = run_alignatt(ckpt, heads, audio, args.chunk, tau, args.beams)
             with open(os.path.join(hypdir, f"{stem}.txt"), "w") as f:
                 f.write("".join(t for _, t in commits).strip() + "\n")
-            heard[stem] = heard_at_commit(commits, offline_words(args.verbatim, model, audio))
+            if stem not in offline:
+                offline[stem] = offline_words(args.verbatim, model, audio)
+            heard[stem] = heard_at_commit(commits, offline[stem])
             print(f"  {label}: {stem} done", file=sys.stderr)
         runs.append((label, hypdir, heard))
     runs.append(("verbatim offline", os.path.join(vdir, "offline"), {}))
