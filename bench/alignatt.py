@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -130,23 +131,28 @@ def wer_per_file(hypdir, refdir):
     return json.loads(out.stdout)
 
 
-def run_alignatt(ckpt, heads, audio, chunk, tau, beams):
+def load_checkpoint_with_heads(heads):
+    """SimulStreaming loads a model by OpenAI's name (downloading it); load the converted
+    checkpoint instead, with OpenAI's alignment heads for that model."""
+    import simulstreaming.whisper.simul_whisper.simul_whisper as sw
+
+    load = sw.load_model
+
+    def load_model(name, download_root=None, **kw):
+        m = load(os.path.join(download_root, name + ".pt"), **kw)
+        if heads is not None:
+            m.set_alignment_heads(heads)
+        return m
+
+    sw.load_model = load_model
+
+
+def run_alignatt(ckpt, audio, chunk, tau, beams):
     """SimulStreaming's own computation-unaware loop (whisper_online_main.py), in process:
     returns (audio heard, committed text) per step that committed something."""
-    import simulstreaming.whisper.simul_whisper.simul_whisper as sw
     import simulstreaming_whisper as sim
     import librosa
 
-    if not hasattr(sw, "_load_model_orig"):
-        sw._load_model_orig = sw.load_model
-
-        def load_model(name, download_root=None, **kw):
-            m = sw._load_model_orig(os.path.join(download_root, name + ".pt"), **kw)
-            if heads is not None:
-                m.set_alignment_heads(heads)
-            return m
-
-        sw.load_model = load_model
     args = argparse.Namespace(
         model_path=ckpt, cif_ckpt_path=None, frame_threshold=tau, audio_min_len=0.0,
         audio_max_len=30.0, beams=beams, task="transcribe", never_fire=False, init_prompt=None,
@@ -169,14 +175,6 @@ def run_alignatt(ckpt, heads, audio, chunk, tau, beams):
     if o and o.get("text"):
         commits.append((duration, o["text"]))
     return commits
-
-
-def default_stems(audio_dir):
-    names = sorted(os.listdir(audio_dir))
-    utts = [n.rsplit(".", 1)[0] for n in names
-            if ((n.startswith("1688-") or n.startswith("367-")) and n.endswith(".flac"))
-            or n in ("1089-134686-0002.wav", "1221-135766-0002.wav")]
-    return ["long_ls_2609_3080_concat"] + utts
 
 
 def find_audio(audio_dir, stem):
@@ -206,7 +204,6 @@ def main():
     torch.set_num_threads(args.threads)
     audio_dir = os.path.join(args.shared, "audio")
     model = args.model or os.path.join(args.shared, "models/ggml-tiny.en.bin")
-    stems = args.files.split(",") if args.files else default_stems(audio_dir)
     os.makedirs(args.outdir, exist_ok=True)
 
     # SimulStreaming picks the tokenizer by the checkpoint's name: ".en" means English-only.
@@ -220,14 +217,18 @@ def main():
 
     heads = W._ALIGNMENT_HEADS.get(name)
     print(f"model {model}; alignment heads: {'OpenAI ' + name if heads else 'the default (last half of the layers)'}")
+    load_checkpoint_with_heads(heads)
 
-    # verbatim, the peer, in the same run.
+    # verbatim, the peer, in the same run; its default files are the set read here too.
     vdir = os.path.join(args.outdir, "verbatim")
+    shutil.rmtree(vdir, ignore_errors=True)
     events = os.path.join(args.outdir, "verbatim-events.jsonl")
     subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "listen_bench", "--",
-                    "--shared", args.shared, "--model", model, "--fast", "--files", ",".join(stems),
-                    "--hyp-dir", vdir, "--events", events], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+                    "--shared", args.shared, "--model", model, "--fast", "--hyp-dir", vdir,
+                    "--events", events] + (["--files", args.files] if args.files else []),
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    stems = sorted(n.removesuffix(".txt") for n in os.listdir(os.path.join(vdir, "listen")))
+    stems.sort(key=lambda stem: not stem.startswith("long_"))
     verbatim_heard = {}
     for line in open(events):
         e = json.loads(line)
@@ -243,7 +244,7 @@ def main():
         heard = {}
         for stem in stems:
             audio = find_audio(audio_dir, stem)
-            commits = run_alignatt(ckpt, heads, audio, args.chunk, tau, args.beams)
+            commits = run_alignatt(ckpt, audio, args.chunk, tau, args.beams)
             with open(os.path.join(hypdir, f"{stem}.txt"), "w") as f:
                 f.write("".join(t for _, t in commits).strip() + "\n")
             if stem not in offline:
