@@ -140,8 +140,8 @@ pub struct ListenArgs {
 
     /// Read up to this much of the speech before each utterance with it, its committed text
     /// forced as the start of whisper's output: continuous speech reads more accurately, and
-    /// each step costs more (0 = off; 20 where cores are to spare). It shrinks while steps
-    /// fall behind the speech.
+    /// each step costs about 1.5 times as much (0 = off; 20 for long dictation). It shrinks
+    /// while steps fall behind the speech.
     #[arg(
         long,
         default_value_t = DictationOptions::default().context_seconds,

@@ -35,6 +35,8 @@ pub use vad::{Span, TimeMap, VadOptions};
 
 /// Samples per second of the audio the engine takes.
 pub const SAMPLES_PER_SECOND: usize = crate::audio::WHISPER_SAMPLE_RATE as usize;
+/// Samples per frame of whisper's encoder (20 ms).
+const FRAME_SAMPLES: usize = SAMPLES_PER_SECOND / 50;
 
 /// The whisper.cpp version verbatim is built with.
 pub fn whisper_cpp_version() -> &'static str {
@@ -139,6 +141,15 @@ pub struct TranscribeOptions {
     /// the words that follow, read with that text and its audio as context. Needs `vad` off.
     #[serde(skip)]
     pub decoder_prefix: Option<DecoderPrefix>,
+    /// The first this-many seconds of the audio (dictation: earlier speech read as context)
+    /// are encoded on their own, and their encoding is kept for the next call that starts with
+    /// the same audio; the rest is encoded each call, attending to the kept part too (the kept
+    /// part does not attend to the rest). Flash attention only (otherwise encoded whole).
+    /// Dictation re-reads the same context at every step, and encoding it once per change
+    /// instead of once per step makes a step cost about what the rest alone costs. Needs
+    /// `vad` off and reused states to pay off. 0 = the audio encoded whole.
+    #[serde(skip)]
+    pub cached_context_seconds: f64,
     /// Keep per-word timings in the transcript.
     pub word_timestamps: bool,
     /// Run VAD and transcribe only speech (needs a VAD model on the engine).
@@ -185,6 +196,7 @@ impl Default for TranscribeOptions {
             temperature_increment: 0.2,
             initial_prompt: None,
             decoder_prefix: None,
+            cached_context_seconds: 0.0,
             word_timestamps: false,
             vad: true,
             vad_options: VadOptions::default(),
@@ -550,6 +562,30 @@ impl Engine {
         state
             .set_prefix_tokens(&prefix, prefix_end)
             .map_err(|e| engine_err(format!("cannot set the decoder prefix: {e}")))?;
+        // Also set on every call. Whole encoder frames only (20 ms), and never the whole
+        // window: the rest must be encoded for the decoder to continue from.
+        let split_frames = if opts.cached_context_seconds > 0.0 {
+            if use_vad {
+                return Err(engine_err(
+                    "a cached context needs VAD off (it is the audio's start as given)".into(),
+                ));
+            }
+            let seconds = opts.cached_context_seconds.min(29.0);
+            ((seconds * sr) as usize).min(samples.len()) / FRAME_SAMPLES
+        } else {
+            0
+        };
+        let split_key = {
+            use std::hash::Hasher;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for x in &samples[..split_frames * FRAME_SAMPLES] {
+                h.write_u32(x.to_bits());
+            }
+            h.finish()
+        };
+        state
+            .set_encoder_split(split_frames, split_key)
+            .map_err(|e| engine_err(format!("cannot set the encoder split: {e}")))?;
 
         // 2. Language.
         let language = if !self.info.multilingual {
@@ -596,11 +632,15 @@ impl Engine {
         // A clip shorter than whisper's 30 s window would be padded with silence and the
         // encoder would still pay for 30 s; shrink the encoder context to the clip instead
         // (about half the time on short clips for a small loss of accuracy; docs/benchmarks.md).
-        let context = samples
-            .len()
-            .max((opts.min_context_seconds.clamp(0.0, 30.0) * SAMPLES_PER_SECOND as f64) as usize);
+        // With a cached context, the floor is for the part encoded each call: that part is
+        // encoded on its own, and reads as a clip of its length would.
+        let split = split_frames * FRAME_SAMPLES;
+        let context = split
+            + (samples.len() - split).max(
+                (opts.min_context_seconds.clamp(0.0, 30.0) * SAMPLES_PER_SECOND as f64) as usize,
+            );
         if context < 30 * SAMPLES_PER_SECOND {
-            let frames = context.div_ceil(SAMPLES_PER_SECOND / 50);
+            let frames = context.div_ceil(FRAME_SAMPLES);
             params.set_audio_ctx(((frames + 64).div_ceil(64) * 64).min(1500) as c_int);
         }
         if let Some(prompt) = &opts.initial_prompt {

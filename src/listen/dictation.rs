@@ -92,9 +92,10 @@ pub struct DictationOptions {
     /// and the utterance's committed words forced as the decoder's prefix: whisper reads the
     /// new words with the context an offline window gives them, and continues right after the
     /// committed words instead of re-reading them. 0 = off (the default): the utterance
-    /// alone, the committed text before it as the prompt. Replayed as fast as possible it
-    /// reads the long file better; in real time on 2 cores the steps cannot afford it
-    /// (docs/listen.md).
+    /// alone, the committed text before it as the prompt. The engine encodes the context once
+    /// per change, not at every step, so a step costs about 1.5 times one without it. 20 s read
+    /// the long file 2 points better, also in real time on 2 cores, and commits later in the
+    /// tail (docs/listen.md).
     pub context_seconds: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
@@ -266,6 +267,17 @@ pub struct Dictation<'e> {
     /// Seconds of `spoken` the next step reads: `context_seconds`, less while steps take
     /// longer than the machine affords (see [`Dictation::afford_context`]).
     context_budget: f64,
+    /// Stretches ever pushed to `spoken`, so that a context read is known by its first
+    /// stretch's number.
+    spoken_pushed: usize,
+    /// The context the last step read: (number of its first stretch, its samples).
+    context_read: Option<(usize, usize)>,
+    /// This step read another context than the last one, so the engine encoded it: a cost
+    /// paid once per change, not a sign of a slow machine.
+    context_changed: bool,
+    /// Whisper read the context again instead of this utterance: the rest of the utterance is
+    /// read without it.
+    context_failed: bool,
     /// (absolute end sample, arrival instant) of recent pushes, to date audio.
     arrivals: VecDeque<(usize, Instant)>,
     stats: Stats,
@@ -299,6 +311,10 @@ impl<'e> Dictation<'e> {
             history,
             spoken: VecDeque::new(),
             context_budget,
+            spoken_pushed: 0,
+            context_read: None,
+            context_changed: false,
+            context_failed: false,
             arrivals: VecDeque::new(),
             stats: Stats::default(),
             utterance_start: 0.0,
@@ -366,9 +382,11 @@ impl<'e> Dictation<'e> {
     /// more than 70 % of `step` takes 2 s off the context the next steps read (the encoder's
     /// work grows with the audio it reads), and each faster step gives 1 s back, up to
     /// `context_seconds`. Pacing alone would keep up by stepping less often, and commit later.
-    /// Replays as fast as possible read the whole context, so they stay comparable.
+    /// Replays as fast as possible read the whole context, so they stay comparable. A step
+    /// that read another context than the last one paid for encoding it, once: it changes
+    /// nothing (shrinking then would change the context again, and pay again).
     fn afford_context(&mut self) {
-        if !self.opts.pace {
+        if !self.opts.pace || std::mem::take(&mut self.context_changed) {
             return;
         }
         let most = self.opts.context_seconds.max(0.0);
@@ -391,6 +409,7 @@ impl<'e> Dictation<'e> {
                 self.phase = Phase::Speech;
                 self.utterance_start = self.buf_start as f64 / RATE as f64;
                 self.committed.clear();
+                self.context_failed = false;
                 self.utterance.clear();
                 self.previous.clear();
                 self.before_previous.clear();
@@ -521,7 +540,7 @@ impl<'e> Dictation<'e> {
         // whisper's 30 s and the prefix well within its text context.
         let mut window: Vec<f32> = Vec::new();
         let mut context_samples = 0;
-        if self.opts.context_seconds > 0.0 {
+        if self.opts.context_seconds > 0.0 && !self.context_failed {
             let most = ((self.context_budget * RATE as f64) as usize)
                 .min((29 * RATE).saturating_sub(audio.len()));
             let (mut samples, mut chars, mut first) = (0, 0, self.spoken.len());
@@ -554,6 +573,16 @@ impl<'e> Dictation<'e> {
                 let end = self.committed.last().map_or(start, |w| {
                     w.start - (self.buf_start as f64 / RATE as f64) + start
                 });
+                // The same context is read at every step until a stretch joins or leaves
+                // it: the engine encodes it once, and each step only the utterance.
+                opts.cached_context_seconds = samples as f64 / RATE as f64;
+                if self.context_read
+                    != Some((self.spoken_pushed - (self.spoken.len() - first), samples))
+                {
+                    self.context_read =
+                        Some((self.spoken_pushed - (self.spoken.len() - first), samples));
+                    self.context_changed = true;
+                }
                 opts.decoder_prefix = Some(DecoderPrefix {
                     text: prefix,
                     end: end.clamp(start, window.len() as f64 / RATE as f64),
@@ -595,6 +624,16 @@ impl<'e> Dictation<'e> {
                 .count()
         };
         let read = words_in(&transcript);
+        // After a prefix whisper may read the end of the context again instead of the
+        // utterance ("their way to Egypt" for 85 s of speech, every step, nothing committed).
+        // Such an utterance is read without the context from then on.
+        if let Some(p) = &opts.decoder_prefix {
+            if collapsed(read, input.len() as f64 / RATE as f64 - p.end) {
+                self.context_failed = true;
+                self.stats.steps -= 1;
+                return self.hypothesis(end, last);
+            }
+        }
         if opts.initial_prompt.is_some() && !prefixed && collapsed(read, seconds) {
             opts.initial_prompt = None;
             let again = decode(&opts)?;
@@ -938,6 +977,7 @@ impl<'e> Dictation<'e> {
             audio,
             text: join(words),
         });
+        self.spoken_pushed += 1;
         let most = (self.opts.context_seconds * RATE as f64) as usize;
         let mut total: usize = self.spoken.iter().map(|s| s.audio.len()).sum();
         while total > most {

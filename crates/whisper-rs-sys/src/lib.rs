@@ -25,4 +25,16 @@ extern "C" {
         n_tokens: ::std::os::raw::c_int,
         t_end: i64,
     ) -> ::std::os::raw::c_int;
+
+    /// verbatim patch 0010 (`patches/0010-encoder-split.patch`): in the first window of every
+    /// later `whisper_full_with_state` call on `state`, the first `n_frames` encoder frames
+    /// (20 ms each) are encoded on their own and their output and self-attention K/V kept; a
+    /// later call with the same `n_frames` and `key` reuses them. The rest of the window is
+    /// encoded each call, at its positions in the window, attending to the kept K/V too.
+    /// `n_frames` = 0 encodes the window whole. Returns 0, or -1 on invalid arguments.
+    pub fn whisper_state_set_encoder_split(
+        state: *mut whisper_state,
+        n_frames: ::std::os::raw::c_int,
+        key: u64,
+    ) -> ::std::os::raw::c_int;
 }

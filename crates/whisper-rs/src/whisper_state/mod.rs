@@ -340,6 +340,23 @@ impl WhisperState {
         }
     }
 
+    /// Encodes the first `frames` encoder frames (20 ms each) of the first window of every
+    /// later [`Self::full`] call on their own and keeps their encoder output; a later call with
+    /// the same `frames` and `key` reuses it instead of encoding that audio again. `key` must
+    /// identify that audio (a hash of its samples). The rest of the window is encoded each call,
+    /// attending to the kept part's self-attention K/V and to itself. Needs flash attention
+    /// (otherwise the window is encoded whole). 0 frames encodes the window whole (the
+    /// default). verbatim's engine patch 0010.
+    pub fn set_encoder_split(&mut self, frames: usize, key: u64) -> Result<(), WhisperError> {
+        let n = c_int::try_from(frames).map_err(|_| WhisperError::GenericError(-1))?;
+        let ret = unsafe { whisper_rs_sys::whisper_state_set_encoder_split(self.ptr, n, key) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(WhisperError::GenericError(ret))
+        }
+    }
+
     /// Number of generated text segments.
     /// A segment can be a few words, a sentence, or even a paragraph.
     ///
