@@ -32,17 +32,6 @@ fn options(split: f64, prefix_end: f64, reuse_state: bool) -> TranscribeOptions 
     }
 }
 
-/// Every word with its probability and times: an encoding that differs changes the
-/// probabilities long before it changes the text.
-fn words(transcript: &verbatim::Transcript) -> Vec<(String, f32, f64, f64)> {
-    transcript
-        .segments
-        .iter()
-        .flat_map(|s| s.words.iter().flatten())
-        .map(|w| (w.text.clone(), w.probability, w.start, w.end))
-        .collect()
-}
-
 #[test]
 fn a_kept_context_encoding_reads_as_a_fresh_one_and_only_for_its_audio() {
     let engine = Engine::load(&tiny_en(), &EngineOptions::default()).unwrap();
@@ -82,23 +71,23 @@ fn a_kept_context_encoding_reads_as_a_fresh_one_and_only_for_its_audio() {
     );
     let first = transcribe(&jfk, &options(you.end, you.end, true));
     let kept = transcribe(&jfk, &options(you.end, you.end, true));
-    assert_eq!(words(&fresh), words(&first));
-    assert_eq!(words(&fresh), words(&kept));
+    assert_eq!(word_timings(&fresh), word_timings(&first));
+    assert_eq!(word_timings(&fresh), word_timings(&kept));
 
     // Other audio of the same length on the same pooled state: its own encoding, not the
     // kept one (which would read JFK's words into it), as a fresh state reads it.
     let quieter: Vec<f32> = jfk.iter().map(|x| x * 0.5).collect();
     let other_fresh = transcribe(&quieter, &options(you.end, you.end, false));
     let other_pooled = transcribe(&quieter, &options(you.end, you.end, true));
-    assert_eq!(words(&other_fresh), words(&other_pooled));
+    assert_eq!(word_timings(&other_fresh), word_timings(&other_pooled));
     // And back: JFK's again, not the quieter copy's.
     let back = transcribe(&jfk, &options(you.end, you.end, true));
-    assert_eq!(words(&fresh), words(&back));
+    assert_eq!(word_timings(&fresh), word_timings(&back));
 
     // The split is not the whole encoding (the kept part does not attend to the rest): the
     // words' probabilities differ from reading the window whole.
     let joint = transcribe(&jfk, &options(0.0, you.end, false));
-    assert_ne!(words(&joint), words(&fresh));
+    assert_ne!(word_timings(&joint), word_timings(&fresh));
 
     // A split past the end of the audio leaves the padding as the rest: no failure, and the
     // continuation still dated within the audio.

@@ -12,17 +12,6 @@ use common::*;
 use verbatim::audio::{self, InputSource};
 use verbatim::engine::{Engine, EngineOptions, Hooks, TranscribeOptions};
 
-/// Every word with its probability and times: a state that attends to other rows changes
-/// the probabilities long before it changes the text.
-fn words(transcript: &verbatim::Transcript) -> Vec<(String, f32, f64, f64)> {
-    transcript
-        .segments
-        .iter()
-        .flat_map(|s| s.words.iter().flatten())
-        .map(|w| (w.text.clone(), w.probability, w.start, w.end))
-        .collect()
-}
-
 fn options(min_context_seconds: f64, reuse_state: bool) -> TranscribeOptions {
     TranscribeOptions {
         min_context_seconds,
@@ -63,8 +52,8 @@ fn a_reused_state_decodes_exactly_as_a_fresh_one() {
         transcribe(&jfk, &options(context, true));
     }
     let reused = transcribe(opening, &options(0.0, true));
-    assert_eq!(words(&fresh), words(&reused));
+    assert_eq!(word_timings(&fresh), word_timings(&reused));
     // And again after the opening itself on the pooled state (the same context).
     let again = transcribe(opening, &options(0.0, true));
-    assert_eq!(words(&fresh), words(&again));
+    assert_eq!(word_timings(&fresh), word_timings(&again));
 }

@@ -576,11 +576,9 @@ impl<'e> Dictation<'e> {
                 // The same context is read at every step until a stretch joins or leaves
                 // it: the engine encodes it once, and each step only the utterance.
                 opts.cached_context_seconds = samples as f64 / RATE as f64;
-                if self.context_read
-                    != Some((self.spoken_pushed - (self.spoken.len() - first), samples))
-                {
-                    self.context_read =
-                        Some((self.spoken_pushed - (self.spoken.len() - first), samples));
+                let read = Some((self.spoken_pushed - (self.spoken.len() - first), samples));
+                if self.context_read != read {
+                    self.context_read = read;
                     self.context_changed = true;
                 }
                 opts.decoder_prefix = Some(DecoderPrefix {

@@ -154,6 +154,18 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Every word of a transcript with its probability and times, to compare two decodes exactly:
+/// a decode that attends to other K/V rows or another encoding changes the probabilities long
+/// before it changes the text.
+pub fn word_timings(transcript: &verbatim::Transcript) -> Vec<(String, f32, f64, f64)> {
+    transcript
+        .segments
+        .iter()
+        .flat_map(|s| s.words.iter().flatten())
+        .map(|w| (w.text.clone(), w.probability, w.start, w.end))
+        .collect()
+}
+
 /// Lower-case words without punctuation (apostrophes kept), as the shared scorer does.
 pub fn normalize_words(text: &str) -> Vec<String> {
     text.chars()
