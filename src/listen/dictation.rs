@@ -685,15 +685,17 @@ impl<'e> Dictation<'e> {
         self.boundaries.clear();
         for (seg, seg_words) in kept {
             let before = words.len();
+            let at = overrun_dating(seg.start + offset, seg.end + offset, audio_end, last);
             words.extend(
                 seg_words
                     .into_iter()
-                    .filter(|w| w.start + offset < audio_end)
-                    .map(|w| Word {
+                    .map(|w| (w, at(w.start + offset), at(w.end + offset)))
+                    .filter(|&(_, start, _)| start < audio_end)
+                    .map(|(w, start, end)| Word {
                         speaker: None,
                         text: w.text.clone(),
-                        start: w.start + offset,
-                        end: (w.end + offset).min(audio_end),
+                        start,
+                        end: end.min(audio_end),
                         probability: w.probability,
                     }),
             );
@@ -1050,6 +1052,29 @@ pub fn join(words: &[Word]) -> String {
 /// Whether `words` read from `seconds` of utterance audio are too few for speech: fewer than
 /// one per [`COLLAPSE_SECONDS_PER_WORD`] after the first second (the buffer holds speech from
 /// its pre-roll to the endpoint, and even slow dictation says more).
+/// How a step dates the words of a segment that runs from `start` to `end`, the audio ending
+/// at `audio_end`. A segment that begins in the audio but ends past it, while the speaker goes
+/// on, was stretched over the encoder's silent padding (after a forced prefix whisper dates
+/// "man path. The testimony of the oldest" to 33.8 s in a step whose audio ends at 32.0 s),
+/// and the times of its words with it: they are scaled back into the audio, so that words
+/// whisper heard are not taken for words read into the padding and held until the audio
+/// catches up with their misdated starts. In the last pass the speaker has stopped and such
+/// a segment's end is what it says.
+fn overrun_dating(start: f64, end: f64, audio_end: f64, last: bool) -> impl Fn(f64) -> f64 {
+    let scale = if !last && start < audio_end && end > audio_end {
+        (audio_end - start) / (end - start)
+    } else {
+        1.0
+    };
+    move |t| {
+        if scale < 1.0 {
+            start + (t - start).max(0.0) * scale
+        } else {
+            t
+        }
+    }
+}
+
 fn collapsed(words: usize, seconds: f64) -> bool {
     (words as f64) < (seconds - 1.0) / COLLAPSE_SECONDS_PER_WORD
 }
@@ -1103,5 +1128,18 @@ mod tests {
         monotonic(&mut h);
         let times: Vec<(f64, f64)> = h.iter().map(|w| (w.start, w.end)).collect();
         assert_eq!(times, vec![(5.0, 5.2), (5.2, 5.9), (5.2, 5.9), (6.0, 6.2)]);
+    }
+
+    #[test]
+    fn a_segment_stretched_past_the_audio_is_dated_back_into_it() {
+        // "[28.72-33.83] man path. The testimony of the oldest" in a step ending at 32.0 s.
+        let at = overrun_dating(28.72, 33.83, 32.0, false);
+        assert!((at(28.72) - 28.72).abs() < 1e-9);
+        assert!((at(33.83) - 32.0).abs() < 1e-9);
+        assert!(at(32.5) < 32.0 && at(32.5) > at(31.0));
+        // A segment inside the audio, one wholly past it, and the last pass keep their times.
+        assert_eq!(overrun_dating(28.0, 31.0, 32.0, false)(30.0), 30.0);
+        assert_eq!(overrun_dating(32.5, 34.0, 32.0, false)(33.0), 33.0);
+        assert_eq!(overrun_dating(28.72, 33.83, 32.0, true)(33.0), 33.0);
     }
 }
