@@ -22,7 +22,8 @@
 //! read ahead of each step, its text as the decoder prefix; 0 = off), `--events FILE` (every event
 //! as JSON Lines, with its file), and `--hyp-dir DIR` (the committed and the offline text of
 //! each file, as DIR/listen/STEM.txt and DIR/offline/STEM.txt, for `../shared/tools/wer.py`).
-//! A table per file follows the aggregate.
+//! A table per file follows the aggregate. `--help` lists the options; an unknown one is an
+//! error.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -32,8 +33,78 @@ use verbatim::engine::{Engine, EngineOptions, Hooks, TranscribeOptions};
 use verbatim::listen::dictation::{DictationOptions, Event};
 use verbatim::listen::session::{self, Input, SessionOptions};
 
+/// The options of the module doc, each taking a value, and the flags without one.
+const VALUE_OPTIONS: &[&str] = &[
+    "--model",
+    "--language",
+    "--vad",
+    "--shared",
+    "--files",
+    "--step",
+    "--endpoint",
+    "--min-context",
+    "--max-window",
+    "--hold-back",
+    "--hold-back-words",
+    "--first-commit-after",
+    "--preroll",
+    "--temperature-increment",
+    "--beam",
+    "--final-beam",
+    "--final-context",
+    "--confirm-below",
+    "--bridge-after",
+    "--context",
+    "--events",
+    "--hyp-dir",
+];
+const FLAGS: &[&str] = &["--fast"];
+
+const HELP: &str = "listen_bench: replays shared speech through the dictation and scores it against offline transcription
+
+usage: cargo run --release --example listen_bench -- [OPTIONS]
+
+  --model PATH            model (repeatable; default SHARED/models/ggml-tiny.en.bin)
+  --shared DIR            the shared data (default ../shared)
+  --files a,b             file stems under SHARED/audio (default: the long file and 22 utterances)
+  --fast                  as fast as possible instead of real time (latency is then the policy's)
+  --events FILE           every event and each commit's dating, as JSON Lines
+  --hyp-dir DIR           DIR/listen/STEM.txt and DIR/offline/STEM.txt, for tools/wer.py
+  --language CODE, --vad PATH
+  policy: --step S, --endpoint S, --min-context S, --max-window S, --hold-back S,
+          --hold-back-words N, --first-commit-after S, --preroll S, --temperature-increment T,
+          --beam N, --final-beam N, --final-context S, --confirm-below P, --bridge-after S,
+          --context S
+
+example: cargo run --release --example listen_bench -- --fast --files long_ls_2609_3080_concat --context 20";
+
+/// A mistyped option would otherwise run minutes of benchmark on the default policy.
+fn check_args(args: &[String]) {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        std::process::exit(0);
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if VALUE_OPTIONS.contains(&a) {
+            if i + 1 >= args.len() {
+                eprintln!("listen_bench: {a} needs a value (--help lists the options)");
+                std::process::exit(2);
+            }
+            i += 2;
+        } else if FLAGS.contains(&a) {
+            i += 1;
+        } else {
+            eprintln!("listen_bench: unknown argument {a:?} (--help lists the options)");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    check_args(&args);
     let get = |flag: &str| -> Vec<String> {
         args.windows(2)
             .filter(|w| w[0] == flag)
@@ -60,8 +131,11 @@ fn main() {
     dictation.transcribe.language = Some(get("--language").pop().unwrap_or_else(|| "en".into()));
     // Policy flags: each overrides one field when given.
     fn set<T: std::str::FromStr>(get: &dyn Fn(&str) -> Vec<String>, flag: &str, field: &mut T) {
-        if let Some(v) = get(flag).pop().and_then(|v| v.parse().ok()) {
-            *field = v;
+        if let Some(v) = get(flag).pop() {
+            *field = v.parse().unwrap_or_else(|_| {
+                eprintln!("listen_bench: {flag} {v:?} is not a valid value");
+                std::process::exit(2);
+            });
         }
     }
     let t = &mut dictation.transcribe;
