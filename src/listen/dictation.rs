@@ -1049,9 +1049,6 @@ pub fn join(words: &[Word]) -> String {
         .join(" ")
 }
 
-/// Whether `words` read from `seconds` of utterance audio are too few for speech: fewer than
-/// one per [`COLLAPSE_SECONDS_PER_WORD`] after the first second (the buffer holds speech from
-/// its pre-roll to the endpoint, and even slow dictation says more).
 /// How a step dates the words of a segment that runs from `start` to `end`, the audio ending
 /// at `audio_end`. A segment that begins in the audio but ends past it, while the speaker goes
 /// on, was stretched over the encoder's silent padding (after a forced prefix whisper dates
@@ -1075,6 +1072,9 @@ fn overrun_dating(start: f64, end: f64, audio_end: f64, last: bool) -> impl Fn(f
     }
 }
 
+/// Whether `words` read from `seconds` of utterance audio are too few for speech: fewer than
+/// one per [`COLLAPSE_SECONDS_PER_WORD`] after the first second (the buffer holds speech from
+/// its pre-roll to the endpoint, and even slow dictation says more).
 fn collapsed(words: usize, seconds: f64) -> bool {
     (words as f64) < (seconds - 1.0) / COLLAPSE_SECONDS_PER_WORD
 }
