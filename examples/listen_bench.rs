@@ -13,17 +13,9 @@
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-tiny.en.bin
 //! cargo run --release --example listen_bench -- --model ../shared/models/ggml-base-q5_1.bin --fast
 //! ```
-//! Options: `--model PATH` (repeatable), `--language CODE` (default en), `--vad PATH`,
-//! `--shared DIR`, `--fast` (as fast as possible instead of real time: latency figures are then
-//! meaningless), `--files a,b` (stems), the policy: `--step S`, `--endpoint S`,
-//! `--min-context S`, `--max-window S`, `--hold-back S`, `--hold-back-words N`,
-//! `--first-commit-after S`, `--preroll S`, `--temperature-increment T`, `--beam N`,
-//! `--final-beam N`, `--final-context S`, `--confirm-below P`, `--context S` (earlier speech
-//! read ahead of each step, its text as the decoder prefix; 0 = off), `--events FILE` (every event
-//! as JSON Lines, with its file), and `--hyp-dir DIR` (the committed and the offline text of
-//! each file, as DIR/listen/STEM.txt and DIR/offline/STEM.txt, for `../shared/tools/wer.py`).
-//! A table per file follows the aggregate. `--help` lists the options; an unknown one is an
-//! error.
+//! A table per file follows the aggregate. `--help` lists the options (`--fast`: as fast as
+//! possible, where only the "heard at commit" latency means anything; `--hyp-dir DIR`: texts for
+//! `../shared/tools/wer.py`); an unknown one is an error.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -73,8 +65,8 @@ usage: cargo run --release --example listen_bench -- [OPTIONS]
   --language CODE, --vad PATH
   policy: --step S, --endpoint S, --min-context S, --max-window S, --hold-back S,
           --hold-back-words N, --first-commit-after S, --preroll S, --temperature-increment T,
-          --beam N, --final-beam N, --final-context S, --confirm-below P, --bridge-after S,
-          --context S
+          --beam N, --final-beam N, --final-context S, --confirm-below P, --bridge-after S
+  --context S             earlier speech read with each step, its text as whisper's prefix (0 = off)
 
 example: cargo run --release --example listen_bench -- --fast --files long_ls_2609_3080_concat --context 20";
 
