@@ -25,141 +25,125 @@ use verbatim::engine::{Engine, EngineOptions, Hooks, TranscribeOptions};
 use verbatim::listen::dictation::{DictationOptions, Event};
 use verbatim::listen::session::{self, Input, SessionOptions};
 
-/// The options of the module doc, each taking a value, and the flags without one.
-const VALUE_OPTIONS: &[&str] = &[
-    "--model",
-    "--language",
-    "--vad",
-    "--shared",
-    "--files",
-    "--step",
-    "--endpoint",
-    "--min-context",
-    "--max-window",
-    "--hold-back",
-    "--hold-back-words",
-    "--first-commit-after",
-    "--preroll",
-    "--temperature-increment",
-    "--beam",
-    "--final-beam",
-    "--final-context",
-    "--confirm-below",
-    "--bridge-after",
-    "--context",
-    "--events",
-    "--hyp-dir",
-];
-const FLAGS: &[&str] = &["--fast"];
-
-const HELP: &str = "listen_bench: replays shared speech through the dictation and scores it against offline transcription
-
-usage: cargo run --release --example listen_bench -- [OPTIONS]
-
-  --model PATH            model (repeatable; default SHARED/models/ggml-tiny.en.bin)
-  --shared DIR            the shared data (default ../shared)
-  --files a,b             file stems under SHARED/audio (default: the long file and 22 utterances)
-  --fast                  as fast as possible instead of real time (latency is then the policy's)
-  --events FILE           every event and each commit's dating, as JSON Lines
-  --hyp-dir DIR           DIR/listen/STEM.txt and DIR/offline/STEM.txt, for tools/wer.py
-  --language CODE, --vad PATH
-  policy: --step S, --endpoint S, --min-context S, --max-window S, --hold-back S,
-          --hold-back-words N, --first-commit-after S, --preroll S, --temperature-increment T,
-          --beam N, --final-beam N, --final-context S, --confirm-below P, --bridge-after S
-  --context S             earlier speech read with each step, its text as whisper's prefix (0 = off)
-
-example: cargo run --release --example listen_bench -- --fast --files long_ls_2609_3080_concat --context 20";
-
-/// A mistyped option would otherwise run minutes of benchmark on the default policy.
-fn check_args(args: &[String]) {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
-        std::process::exit(0);
-    }
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        if VALUE_OPTIONS.contains(&a) {
-            if i + 1 >= args.len() {
-                eprintln!("listen_bench: {a} needs a value (--help lists the options)");
-                std::process::exit(2);
-            }
-            i += 2;
-        } else if FLAGS.contains(&a) {
-            i += 1;
-        } else {
-            eprintln!("listen_bench: unknown argument {a:?} (--help lists the options)");
-            std::process::exit(2);
-        }
-    }
+/// Every option declared once; clap gives `--help` and rejects an unknown option or a bad value,
+/// which would otherwise run minutes of benchmark on the default policy.
+#[derive(clap::Parser)]
+#[command(
+    about = "Replays shared speech through the dictation and scores it against offline transcription",
+    after_help = "example: cargo run --release --example listen_bench -- --fast --files long_ls_2609_3080_concat --context 20"
+)]
+struct Args {
+    /// Model (repeatable; default SHARED/models/ggml-tiny.en.bin)
+    #[arg(long = "model", value_name = "PATH")]
+    models: Vec<PathBuf>,
+    /// The shared data
+    #[arg(long, value_name = "DIR", default_value = "../shared")]
+    shared: PathBuf,
+    /// File stems under SHARED/audio, comma-separated (default: the long file and 22 utterances)
+    #[arg(long, value_name = "a,b", value_delimiter = ',')]
+    files: Vec<String>,
+    /// As fast as possible instead of real time (only "heard at commit" is then a latency)
+    #[arg(long)]
+    fast: bool,
+    /// Every event and each commit's dating, as JSON Lines
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// The committed and the offline text of each file (DIR/listen/STEM.txt,
+    /// DIR/offline/STEM.txt), for ../shared/tools/wer.py
+    #[arg(long, value_name = "DIR")]
+    hyp_dir: Option<PathBuf>,
+    /// Language (English speech: no detection per step on multilingual models)
+    #[arg(long, value_name = "CODE", default_value = "en")]
+    language: String,
+    /// Silero VAD model (default SHARED/models/ggml-silero-vad.bin)
+    #[arg(long, value_name = "PATH")]
+    vad: Option<PathBuf>,
+    // The policy: each overrides one field of `DictationOptions::default()` when given.
+    /// Seconds of audio between steps
+    #[arg(long, value_name = "S")]
+    step: Option<f64>,
+    /// Seconds of silence that end an utterance
+    #[arg(long, value_name = "S")]
+    endpoint: Option<f64>,
+    /// Encoder context floor of each step, seconds
+    #[arg(long, value_name = "S")]
+    min_context: Option<f64>,
+    /// Seconds of utterance read before the buffer is cut
+    #[arg(long, value_name = "S")]
+    max_window: Option<f64>,
+    /// Seconds at the end of a hypothesis held back
+    #[arg(long, value_name = "S")]
+    hold_back: Option<f64>,
+    /// Words at the end of a hypothesis held back
+    #[arg(long, value_name = "N")]
+    hold_back_words: Option<usize>,
+    /// Seconds of an utterance before its first commit
+    #[arg(long, value_name = "S")]
+    first_commit_after: Option<f64>,
+    /// Seconds of audio kept before the VAD's speech start
+    #[arg(long, value_name = "S")]
+    preroll: Option<f64>,
+    /// Temperature fallback step (0 = none)
+    #[arg(long, value_name = "T")]
+    temperature_increment: Option<f32>,
+    /// Beam size of the steps (1 = greedy)
+    #[arg(long, value_name = "N")]
+    beam: Option<usize>,
+    /// Beam size of an utterance's last pass
+    #[arg(long, value_name = "N")]
+    final_beam: Option<usize>,
+    /// Encoder context floor of the last pass, seconds
+    #[arg(long, value_name = "S")]
+    final_context: Option<f64>,
+    /// Probability under which a word needs a third agreeing hypothesis
+    #[arg(long, value_name = "P")]
+    confirm_below: Option<f32>,
+    /// Seconds of disagreement before disputed words may be bridged
+    #[arg(long, value_name = "S")]
+    bridge_after: Option<f64>,
+    /// Earlier speech read with each step, its text as whisper's prefix (0 = off)
+    #[arg(long, value_name = "S")]
+    context: Option<f64>,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    check_args(&args);
-    let get = |flag: &str| -> Vec<String> {
-        args.windows(2)
-            .filter(|w| w[0] == flag)
-            .map(|w| w[1].clone())
-            .collect()
-    };
-    let shared = get("--shared")
-        .pop()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"));
-    let mut models: Vec<PathBuf> = get("--model").into_iter().map(PathBuf::from).collect();
+    let args = <Args as clap::Parser>::parse();
+    let shared = args.shared;
+    let mut models = args.models;
     if models.is_empty() {
         models.push(shared.join("models/ggml-tiny.en.bin"));
     }
-    let vad = get("--vad")
-        .pop()
-        .map(PathBuf::from)
+    let vad = args
+        .vad
         .unwrap_or_else(|| shared.join("models/ggml-silero-vad.bin"));
-    let fast = args.iter().any(|a| a == "--fast");
+    let fast = args.fast;
     let audio = shared.join("audio");
     let mut dictation = DictationOptions::default();
-    // English speech: no language detection per step on multilingual models (`verbatim listen
-    // -l en`; its default, `auto`, detects on every step).
-    dictation.transcribe.language = Some(get("--language").pop().unwrap_or_else(|| "en".into()));
-    // Policy flags: each overrides one field when given.
-    fn set<T: std::str::FromStr>(get: &dyn Fn(&str) -> Vec<String>, flag: &str, field: &mut T) {
-        if let Some(v) = get(flag).pop() {
-            *field = v.parse().unwrap_or_else(|_| {
-                eprintln!("listen_bench: {flag} {v:?} is not a valid value");
-                std::process::exit(2);
-            });
+    dictation.transcribe.language = Some(args.language);
+    fn set<T>(value: Option<T>, field: &mut T) {
+        if let Some(v) = value {
+            *field = v;
         }
     }
     let t = &mut dictation.transcribe;
-    set(&get, "--min-context", &mut t.min_context_seconds);
-    set(&get, "--beam", &mut t.beam_size);
-    set(
-        &get,
-        "--temperature-increment",
-        &mut t.temperature_increment,
-    );
-    set(&get, "--step", &mut dictation.step);
-    set(&get, "--endpoint", &mut dictation.endpoint_silence);
-    set(&get, "--max-window", &mut dictation.max_window);
-    set(&get, "--hold-back-words", &mut dictation.hold_back_words);
-    set(
-        &get,
-        "--first-commit-after",
-        &mut dictation.first_commit_after,
-    );
-    set(&get, "--preroll", &mut dictation.preroll);
-    set(&get, "--final-beam", &mut dictation.final_beam_size);
-    set(&get, "--final-context", &mut dictation.final_min_context);
-    set(&get, "--confirm-below", &mut dictation.confirm_below);
-    set(&get, "--bridge-after", &mut dictation.bridge_after);
-    set(&get, "--hold-back", &mut dictation.hold_back);
-    set(&get, "--context", &mut dictation.context_seconds);
-    // The committed and the offline text of each file (DIR/listen/STEM.txt,
-    // DIR/offline/STEM.txt), for ../shared/tools/wer.py.
-    let hyp_dir = get("--hyp-dir").pop().map(PathBuf::from);
-    // Every event of every file, as JSON Lines, for looking into slow or wrong commits.
-    let mut events_out = get("--events")
-        .pop()
+    set(args.min_context, &mut t.min_context_seconds);
+    set(args.beam, &mut t.beam_size);
+    set(args.temperature_increment, &mut t.temperature_increment);
+    set(args.step, &mut dictation.step);
+    set(args.endpoint, &mut dictation.endpoint_silence);
+    set(args.max_window, &mut dictation.max_window);
+    set(args.hold_back_words, &mut dictation.hold_back_words);
+    set(args.first_commit_after, &mut dictation.first_commit_after);
+    set(args.preroll, &mut dictation.preroll);
+    set(args.final_beam, &mut dictation.final_beam_size);
+    set(args.final_context, &mut dictation.final_min_context);
+    set(args.confirm_below, &mut dictation.confirm_below);
+    set(args.bridge_after, &mut dictation.bridge_after);
+    set(args.hold_back, &mut dictation.hold_back);
+    set(args.context, &mut dictation.context_seconds);
+    let hyp_dir = args.hyp_dir;
+    let mut events_out = args
+        .events
         .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("--events file")));
     println!(
         "policy: step {} s, endpoint {} s, min context {} s, max window {} s, beam {}",
@@ -169,25 +153,24 @@ fn main() {
         dictation.max_window,
         dictation.transcribe.beam_size
     );
-    let stems: Vec<String> = match get("--files").pop() {
-        Some(list) => list.split(',').map(str::to_string).collect(),
-        None => {
-            let mut v = vec!["long_ls_2609_3080_concat".to_string()];
-            let mut ls: Vec<String> = std::fs::read_dir(&audio)
-                .expect("shared audio")
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| {
-                    ((n.starts_with("1688-") || n.starts_with("367-")) && n.ends_with(".flac"))
-                        || n == "1089-134686-0002.wav"
-                        || n == "1221-135766-0002.wav"
-                })
-                .map(|n| n.rsplit_once('.').unwrap().0.to_string())
-                .collect();
-            ls.sort();
-            v.extend(ls);
-            v
-        }
+    let stems: Vec<String> = if !args.files.is_empty() {
+        args.files
+    } else {
+        let mut v = vec!["long_ls_2609_3080_concat".to_string()];
+        let mut ls: Vec<String> = std::fs::read_dir(&audio)
+            .expect("shared audio")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                ((n.starts_with("1688-") || n.starts_with("367-")) && n.ends_with(".flac"))
+                    || n == "1089-134686-0002.wav"
+                    || n == "1221-135766-0002.wav"
+            })
+            .map(|n| n.rsplit_once('.').unwrap().0.to_string())
+            .collect();
+        ls.sort();
+        v.extend(ls);
+        v
     };
     println!(
         "mode: {}; files: {} (the long file + LibriSpeech utterances)",
