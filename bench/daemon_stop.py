@@ -7,10 +7,12 @@ tests do), then `verbatim listen --daemon`. For each LibriSpeech utterance of th
 `verbatim listen start`, play the utterance into the sink, `verbatim listen stop` as soon as
 playback ends, and time the stop client from its start to its exit (it exits when the daemon
 has delivered the text). Prints every trial, p50/p95/max, and the WER of the delivered text
-against the reference (scored by ../shared/tools/wer.py).
+against the reference and of `verbatim transcribe` on the same files (scored by
+../shared/tools/wer.py).
 
     python3 bench/daemon_stop.py                      # the 20 utterances once
     python3 bench/daemon_stop.py --rounds 2 --pause 0.3
+    python3 bench/daemon_stop.py --whole              # the daemon reads each dictation whole
 """
 import argparse
 import os
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between the end of playback and stop (default 0: at once)")
+    ap.add_argument("--whole", action="store_true", help="run the daemon with --whole")
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="daemon-stop-")
@@ -64,7 +67,7 @@ def main():
         procs.append(subprocess.Popen(["parec", "--raw", "--latency-msec=10", "--device=vsink.monitor"],
                                       env=env, stdout=subprocess.DEVNULL))
         daemon = subprocess.Popen([a.binary, "listen", "--daemon", "-q", "--model", a.model,
-                                   "--vad-model", a.vad_model], env=env,
+                                   "--vad-model", a.vad_model] + (["--whole"] if a.whole else []), env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "daemon.log"), "wb"))
         procs.append(daemon)
         client = lambda *args: subprocess.run([a.binary, "listen", *args], env=env, capture_output=True, text=True)
@@ -96,10 +99,16 @@ def main():
                     f.write(out.stdout)
                 print(f"  round {r + 1} {u:24} stop {took:5.2f} s  {out.stdout.strip()[:70]}", flush=True)
         total, _ = wer(os.path.join(SHARED, "audio"), hyp, os.path.join(SHARED, "tools/wer.py"))
+        offline = os.path.join(tmp, "offline")
+        subprocess.run([a.binary, "transcribe", "-q", "--model", a.model, "--vad-model", a.vad_model,
+                        "-f", "txt", "-o", offline] + [os.path.join(SHARED, "audio", u) for u in UTTERANCES],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        peer, _ = wer(os.path.join(SHARED, "audio"), offline, os.path.join(SHARED, "tools/wer.py"))
         print()
         print(f"stop -> delivered (client start to exit), {len(times)} trials: p50 {statistics.median(times):.2f} s, "
               f"p95 {pct(times, 95):.2f} s, max {max(times):.2f} s; WER of the delivered text "
-              f"{total['wer'] * 100:.2f} % (last round)")
+              f"{total['wer'] * 100:.2f} % (last round), of `verbatim transcribe` on the same files "
+              f"{peer['wer'] * 100:.2f} %")
     finally:
         for p in procs:
             p.terminate()

@@ -218,6 +218,7 @@ fn main() {
                 once: false,
                 dictation: dictation.clone(),
                 text: Default::default(),
+                whole: false,
             };
             let mut committed = Vec::new();
             // (live latency, estimated end of the last word, words so far) per commit.

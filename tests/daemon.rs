@@ -231,6 +231,37 @@ fn stop_during_speech_delivers_what_was_said_and_closes_the_microphone() {
 }
 
 #[test]
+fn whole_delivers_the_dictation_read_whole_at_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    let d = Daemon::start(&["--whole", "--output", notes.to_str().unwrap()]);
+    let on = d.client(&["start"]);
+    assert!(on.status.success(), "{}", stderr(&on));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut player = d.pulse.play(&playable_jfk(dir.path()));
+    // By 9 s "And so my fellow Americans" has ended and live dictation would have delivered
+    // it; read whole, nothing is delivered before the stop.
+    std::thread::sleep(Duration::from_secs(9));
+    let early = std::fs::read_to_string(&notes).unwrap_or_default();
+    assert_eq!(early, "", "delivered before the stop");
+    player.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (off, took) = d.timed(&["stop"]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let text = stdout(&off).trim().to_string();
+    eprintln!("stop answered in {took:?}: {text}");
+    // `transcribe` reads JFK without an error; the whole reading of the microphone as well.
+    assert!(words_wrong(&text) <= 1, "{text:?}");
+    assert!(took < Duration::from_secs(4), "stop took {took:?}");
+    let kept = std::fs::read_to_string(&notes).unwrap();
+    assert_eq!(kept.lines().count(), 1, "{kept:?}");
+    assert_eq!(normalize_words(&kept), normalize_words(&text));
+    let history = d.history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["text"], text.as_str());
+}
+
+#[test]
 fn stale_socket_second_daemon_and_clients_at_once() {
     let pulse = Pulse::start();
     let runtime = pulse.runtime_dir().to_path_buf();

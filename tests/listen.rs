@@ -176,6 +176,41 @@ fn context_reads_on_after_the_committed_words() {
 }
 
 #[test]
+fn whole_delivers_what_transcribe_reads() {
+    // JFK is two utterances live ("And so my fellow Americans", a pause, "ask not ..."); read
+    // whole, the live steps are only partials and the one commit is `transcribe`'s reading.
+    let file = audio("jfk.flac");
+    let out = run(listen()
+        .args(["--json", "-q", "--whole", "--input"])
+        .arg(&file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evs = events(&out);
+    let kinds: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let first = kinds.iter().position(|k| *k == "commit").expect("a commit");
+    assert_eq!(&kinds[first..], ["commit", "utterance_end"], "{kinds:?}");
+    let shown: Vec<Vec<String>> = evs[..first]
+        .iter()
+        .map(|e| normalize_words(e["text"].as_str().unwrap()))
+        .collect();
+    assert!(
+        shown.iter().any(|w| w.contains(&"americans".to_string()))
+            && shown.iter().any(|w| w.contains(&"country".to_string())),
+        "the live reading is shown as it grows: {shown:?}"
+    );
+    let heard = committed_text(&evs);
+    assert_eq!(normalize_words(&heard), normalize_words(&offline(&file)));
+
+    // With --once the first utterance ends the dictation, and it is read whole.
+    let out = run(listen()
+        .args(["--json", "-q", "--whole", "--once", "--input"])
+        .arg(&file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let heard = normalize_words(&committed_text(&events(&out)));
+    assert!(heard.starts_with(&normalize_words("and so")), "{heard:?}");
+    assert!(!heard.contains(&"country".to_string()), "{heard:?}");
+}
+
+#[test]
 fn silence_and_noise_give_no_words() {
     let out = run(listen()
         .args(["--json", "-q", "--input"])

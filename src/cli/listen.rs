@@ -31,6 +31,7 @@ Examples:
   verbatim listen --input talk.wav --realtime   # replay a file through the same pipeline
   verbatim listen --type --spoken-punctuation --replacements ~/names.txt
   verbatim listen --context 20             # read each utterance with the speech before it
+  verbatim listen --daemon --hotkey F12 --whole --type   # read whole at the key's release
   verbatim listen --daemon --type &        # resident: model loaded, microphone closed
   verbatim listen toggle                   # bind to a key: start, then stop and deliver
   verbatim listen history -n 5             # the last dictations
@@ -82,6 +83,13 @@ pub struct ListenArgs {
     /// Stop after this many seconds of audio.
     #[arg(long, value_name = "SECS", help_heading = "Session")]
     duration: Option<f64>,
+
+    /// Deliver each dictation read whole when it ends (the daemon's stop, the key's release,
+    /// Ctrl-C, --once's utterance, the end of --input), as `transcribe` reads a file: its
+    /// accuracy, after the stop instead of as you speak. The live guess is still shown; a
+    /// dictation stops at 30 minutes.
+    #[arg(long, help_heading = "Session")]
+    whole: bool,
 
     /// Print JSON Lines events (partial, commit, utterance_end) on stdout.
     #[arg(long, help_heading = "Output")]
@@ -207,6 +215,7 @@ pub fn run(args: ListenArgs) -> Result<i32, CliError> {
             ..super::options::dictation_options(&args.language, &args.decode, &args.vad)
         },
         text,
+        whole: args.whole,
     };
     if let Some(server) = server {
         return super::daemon::serve(

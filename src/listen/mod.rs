@@ -14,3 +14,4 @@ pub mod hotkey;
 pub mod session;
 pub mod spoken;
 pub mod typing;
+pub mod whole;

@@ -1,7 +1,7 @@
 //! A dictation session: a source (microphone or file replay) through the resampler into the
 //! dictation policy, until the audio ends, a limit is reached, or the caller stops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::listen::capture::Microphone;
 use crate::listen::dictation::{Dictation, DictationOptions, Event, Stats};
 use crate::listen::spoken::{Rewriter, TextRules};
+use crate::listen::whole::{self, Whole};
 
 const RATE: f64 = crate::audio::WHISPER_SAMPLE_RATE as f64;
 
@@ -46,6 +47,9 @@ pub struct SessionOptions {
     pub dictation: DictationOptions,
     /// Spoken punctuation and replacements applied to committed text (none by default).
     pub text: TextRules,
+    /// Read the dictation whole when it ends instead of committing as the words are said
+    /// (see [`whole`]); the live steps only show what they hear.
+    pub whole: bool,
 }
 
 /// Why a session ended.
@@ -95,17 +99,34 @@ pub fn run(
         dictation_opts.pace = false;
     }
     let mut dictation = Dictation::new(engine, dictation_opts)?;
-    let limit = opts.duration.map(|d| (d * RATE) as usize);
+    let mut whole = opts.whole.then(Whole::new);
+    // Read whole, a dictation keeps its audio: bounded as by `--duration`.
+    let duration = match (opts.duration, opts.whole) {
+        (Some(d), true) => Some(d.min(whole::MAX_SECONDS)),
+        (None, true) => Some(whole::MAX_SECONDS),
+        (d, false) => d,
+    };
+    let limit = duration.map(|d| (d * RATE) as usize);
     let mut ended = None;
     #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
     let mut failure = None;
     let mut rewriter = Rewriter::new(opts.text.clone());
-    let mut deliver = |events: Vec<Event>, dictation: &Dictation, ended: &mut Option<Ended>| {
+    let mut deliver = |events: Vec<Event>,
+                       dictation: &Dictation,
+                       whole: &mut Option<Whole>,
+                       ended: &mut Option<Ended>| {
+        let utterance_ended = events
+            .iter()
+            .any(|e| matches!(e, Event::UtteranceEnd { .. }));
+        if opts.once && utterance_ended && ended.is_none() {
+            *ended = Some(Ended::Once);
+        }
+        let events = match whole {
+            Some(w) => w.shown(events),
+            None => events,
+        };
         for e in &rewriter.apply(events) {
             on_event(e);
-            if opts.once && matches!(e, Event::UtteranceEnd { .. }) && ended.is_none() {
-                *ended = Some(Ended::Once);
-            }
         }
         if ended.is_none() {
             if let Some(limit) = limit {
@@ -175,8 +196,11 @@ pub fn run(
                                 let _ = w.write_sample(*x);
                             }
                         }
+                        if let Some(w) = whole.as_mut() {
+                            w.keep(&out, arrival);
+                        }
                         let events = dictation.push(&out, arrival)?;
-                        deliver(events, &dictation, &mut ended);
+                        deliver(events, &dictation, &mut whole, &mut ended);
                     }
                     Ok(None) if !stopping => std::thread::sleep(Duration::from_millis(10)),
                     Ok(None) => {}
@@ -237,9 +261,12 @@ pub fn run(
                 } else {
                     Instant::now()
                 };
+                if let Some(w) = whole.as_mut() {
+                    w.keep(&samples[pos..end], arrival);
+                }
                 let events = dictation.push(&samples[pos..end], arrival)?;
                 pos = end;
-                deliver(events, &dictation, &mut ended);
+                deliver(events, &dictation, &mut whole, &mut ended);
                 if limit.is_some_and(|l| pos >= l) && ended.is_none() {
                     ended = Some(Ended::Duration);
                 }
@@ -248,17 +275,42 @@ pub fn run(
         }
     };
 
-    // Whatever ended the session, the utterance in progress is committed, never lost.
-    if ended != Some(Ended::Once) {
+    // Whatever ended the session, the utterance in progress is committed, never lost (read
+    // whole, by the whole reading: a last live pass would only be shown).
+    if ended != Some(Ended::Once) && whole.is_none() {
         let events = dictation.finish()?;
         let mut none = None;
-        deliver(events, &dictation, &mut none);
+        deliver(events, &dictation, &mut whole, &mut none);
+    }
+    let mut stats = dictation.stats().clone();
+    if let Some(mut w) = whole {
+        let (events, cost) = w.read(engine, Path::new(&source), &opts.dictation)?;
+        // The summary tells what was delivered: the whole reading, not the live steps.
+        stats.compute_seconds += cost;
+        stats.commit_latencies.clear();
+        stats.commit_positions.clear();
+        stats.words = 0;
+        stats.utterances = 0;
+        for e in &events {
+            match e {
+                Event::Commit { text, latency, .. } => {
+                    stats.commit_latencies.push(*latency);
+                    stats.commit_positions.push(w.seconds());
+                    stats.words += text.split_whitespace().count();
+                }
+                Event::UtteranceEnd { .. } => stats.utterances += 1,
+                Event::Partial { .. } => {}
+            }
+        }
+        for e in &rewriter.apply(events) {
+            on_event(e);
+        }
     }
     let summary = Summary {
         source,
         ended: ended.unwrap_or(Ended::Stopped),
         dropped_seconds: dropped,
-        stats: dictation.stats().clone(),
+        stats,
     };
     Ok((summary, failure))
 }
