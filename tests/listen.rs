@@ -208,6 +208,25 @@ fn whole_delivers_what_transcribe_reads() {
     let heard = normalize_words(&committed_text(&events(&out)));
     assert!(heard.starts_with(&normalize_words("and so")), "{heard:?}");
     assert!(!heard.contains(&"country".to_string()), "{heard:?}");
+
+    // The kept audio ends where --duration ends the dictation (as at the 30-minute cap).
+    let out = run(listen()
+        .args(["--json", "--whole", "--duration", "4", "--input"])
+        .arg(&file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("duration reached"),
+        "{}",
+        stderr(&out)
+    );
+    let evs = events(&out);
+    let commit = evs
+        .iter()
+        .find(|e| e["type"] == "commit")
+        .expect("a commit");
+    assert!(commit["end"].as_f64().unwrap() <= 4.0, "{commit}");
+    let heard = normalize_words(&committed_text(&evs));
+    assert!(heard.starts_with(&normalize_words("and so")), "{heard:?}");
 }
 
 #[test]

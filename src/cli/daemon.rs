@@ -19,7 +19,7 @@ use verbatim::listen::control::{self, Command, Reply, Server, State};
 use verbatim::listen::dictation::Event;
 use verbatim::listen::history::{self, Entry};
 use verbatim::listen::hotkey::Hotkey;
-use verbatim::listen::session::{self, Input, SessionOptions};
+use verbatim::listen::session::{self, Ended, Input, SessionOptions};
 use verbatim::listen::spoken::separator;
 
 use super::error::CliError;
@@ -29,8 +29,11 @@ use super::print_warning;
 
 /// How long a client may take to send its command.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client waits for the daemon: a stop waits for the last words.
+/// How long a client waits for the daemon's reply to a start or a status.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop waits: it is answered once the dictation is delivered, and read whole
+/// (`--whole`) that is after a reading of up to 30 minutes of audio, and its typing.
+const STOP_TIMEOUT: Duration = Duration::from_secs(900);
 /// Pause between attempts to reopen a microphone that went away.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -81,7 +84,11 @@ pub fn control(control: &Control) -> Result<i32, CliError> {
         Control::Status { json } => (Command::Status, json),
         Control::History { count, json } => return show_history(count, json),
     };
-    let reply = control::request(&control::socket_path(), command, REPLY_TIMEOUT)?;
+    let timeout = match command {
+        Command::Stop | Command::Toggle => STOP_TIMEOUT,
+        _ => REPLY_TIMEOUT,
+    };
+    let reply = control::request(&control::socket_path(), command, timeout)?;
     if json {
         println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     } else {
@@ -302,6 +309,10 @@ pub fn serve(
             }
         }
         let mut st = shared.state.lock().unwrap();
+        // A dictation that ended on its own (read whole, at 30 minutes) is not listening.
+        if st.asked == number {
+            st.listening = false;
+        }
         st.done = number;
         st.last_text = text;
         st.problem = None;
@@ -338,7 +349,15 @@ fn dictate(
             }
         });
         let problem = match result {
-            Ok((_, None)) => break,
+            Ok((summary, None)) => {
+                if summary.ended == Ended::Duration && !quiet {
+                    eprintln!(
+                        "verbatim: the dictation reached {:.0} minutes and was delivered",
+                        summary.stats.audio_seconds / 60.0
+                    );
+                }
+                break;
+            }
             Ok((_, Some(e))) | Err(e) => e.to_string(),
         };
         if !said_problem && !quiet {

@@ -199,8 +199,21 @@ pub fn run(
                         if let Some(w) = whole.as_mut() {
                             w.keep(&out, arrival);
                         }
-                        let events = dictation.push(&out, arrival)?;
-                        deliver(events, &dictation, &mut whole, &mut ended);
+                        // Stopping, read whole: a live step would only be shown; read sooner.
+                        let pushed = if stopping && whole.is_some() {
+                            Ok(Vec::new())
+                        } else {
+                            dictation.push(&out, arrival)
+                        };
+                        match pushed {
+                            Ok(events) => deliver(events, &dictation, &mut whole, &mut ended),
+                            // Read whole, what was said so far is still read and delivered.
+                            Err(e) if whole.is_some() => {
+                                ended = Some(Ended::Stopped);
+                                failure = Some(e);
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     Ok(None) if !stopping => std::thread::sleep(Duration::from_millis(10)),
                     Ok(None) => {}
@@ -264,9 +277,16 @@ pub fn run(
                 if let Some(w) = whole.as_mut() {
                     w.keep(&samples[pos..end], arrival);
                 }
-                let events = dictation.push(&samples[pos..end], arrival)?;
+                let pushed = dictation.push(&samples[pos..end], arrival);
                 pos = end;
-                deliver(events, &dictation, &mut whole, &mut ended);
+                match pushed {
+                    Ok(events) => deliver(events, &dictation, &mut whole, &mut ended),
+                    Err(e) if whole.is_some() => {
+                        ended = Some(Ended::Stopped);
+                        failure = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
                 if limit.is_some_and(|l| pos >= l) && ended.is_none() {
                     ended = Some(Ended::Duration);
                 }
@@ -283,25 +303,8 @@ pub fn run(
         deliver(events, &dictation, &mut whole, &mut none);
     }
     let mut stats = dictation.stats().clone();
-    if let Some(mut w) = whole {
-        let (events, cost) = w.read(engine, Path::new(&source), &opts.dictation)?;
-        // The summary tells what was delivered: the whole reading, not the live steps.
-        stats.compute_seconds += cost;
-        stats.commit_latencies.clear();
-        stats.commit_positions.clear();
-        stats.words = 0;
-        stats.utterances = 0;
-        for e in &events {
-            match e {
-                Event::Commit { text, latency, .. } => {
-                    stats.commit_latencies.push(*latency);
-                    stats.commit_positions.push(w.seconds());
-                    stats.words += text.split_whitespace().count();
-                }
-                Event::UtteranceEnd { .. } => stats.utterances += 1,
-                Event::Partial { .. } => {}
-            }
-        }
+    if let Some(w) = whole {
+        let events = w.finish(engine, Path::new(&source), &opts.dictation, &mut stats)?;
         for e in &rewriter.apply(events) {
             on_event(e);
         }

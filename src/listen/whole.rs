@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::engine::{Engine, Hooks, TranscribeOptions};
 use crate::error::Error;
-use crate::listen::dictation::{DictationOptions, Event};
+use crate::listen::dictation::{DictationOptions, Event, Stats};
 use crate::listen::spoken::separator;
 
 /// The most audio one dictation read whole keeps (seconds): 30 minutes of 16 kHz samples are
@@ -24,6 +24,8 @@ pub struct Whole {
     last_arrival: Option<Instant>,
     shown: String,
     shown_start: f64,
+    /// A live guess was shown, which the end must replace or withdraw.
+    shown_any: bool,
 }
 
 impl Whole {
@@ -48,6 +50,7 @@ impl Whole {
     /// committed, since the whole reading may read those words otherwise.
     pub fn shown(&mut self, events: Vec<Event>) -> Vec<Event> {
         let mut out = Vec::new();
+        self.shown_any |= !events.is_empty();
         for event in events {
             match event {
                 Event::Partial {
@@ -95,18 +98,36 @@ impl Whole {
 
     /// Reads the kept audio whole with `engine`, as `verbatim transcribe` reads a file (VAD,
     /// beam search, temperature fallback) in the language, prompt, threads, VAD tuning and
-    /// hallucination guard of the dictation's options. Returns the dictation's commit and
-    /// end, or nothing when no words were heard, and how long the reading took (seconds).
-    pub fn read(
-        &mut self,
+    /// hallucination guard of the dictation's options, and returns the dictation's commit and
+    /// end. When no words were heard, the live guess shown is withdrawn (an empty partial).
+    /// `stats` then tell what was delivered, not what the live steps committed.
+    pub fn finish(
+        self,
         engine: &Engine,
         source: &Path,
         live: &DictationOptions,
-    ) -> Result<(Vec<Event>, f64), Error> {
-        let started = Instant::now();
+        stats: &mut Stats,
+    ) -> Result<Vec<Event>, Error> {
+        stats.commit_latencies.clear();
+        stats.commit_positions.clear();
+        stats.words = 0;
+        stats.utterances = 0;
+        let withdrawn = || {
+            vec![Event::Partial {
+                text: String::new(),
+                start: 0.0,
+                end: 0.0,
+                latency: 0.0,
+            }]
+        };
         if self.audio.is_empty() {
-            return Ok((Vec::new(), 0.0));
+            return Ok(if self.shown_any {
+                withdrawn()
+            } else {
+                Vec::new()
+            });
         }
+        let started = Instant::now();
         let steps = &live.transcribe;
         let opts = TranscribeOptions {
             language: steps.language.clone(),
@@ -117,33 +138,43 @@ impl Whole {
             hallucination_guard: steps.hallucination_guard,
             ..TranscribeOptions::default()
         };
+        // Not cancellable: once the dictation has ended, what was said is read and delivered.
         let transcript =
             engine.transcribe(source, &self.audio, None, &opts, &mut Hooks::default())?;
-        let cost = started.elapsed().as_secs_f64();
+        stats.compute_seconds += started.elapsed().as_secs_f64();
         let text = transcript.text();
         let (Some(first), Some(last)) = (transcript.segments.first(), transcript.segments.last())
         else {
-            return Ok((Vec::new(), cost));
+            return Ok(if self.shown_any {
+                withdrawn()
+            } else {
+                Vec::new()
+            });
         };
         if text.trim().is_empty() {
-            return Ok((Vec::new(), cost));
+            return Ok(if self.shown_any {
+                withdrawn()
+            } else {
+                Vec::new()
+            });
         }
         let latency = self.last_arrival.map_or(0.0, |a| {
             Instant::now().saturating_duration_since(a).as_secs_f64()
         });
+        stats.commit_latencies.push(latency);
+        stats.commit_positions.push(self.seconds());
+        stats.words = transcript.word_count();
+        stats.utterances = 1;
         let (start, end) = (first.start, last.end);
-        Ok((
-            vec![
-                Event::Commit {
-                    text: text.clone(),
-                    start,
-                    end,
-                    latency,
-                },
-                Event::UtteranceEnd { text, start, end },
-            ],
-            cost,
-        ))
+        Ok(vec![
+            Event::Commit {
+                text: text.clone(),
+                start,
+                end,
+                latency,
+            },
+            Event::UtteranceEnd { text, start, end },
+        ])
     }
 }
 
@@ -195,7 +226,7 @@ mod tests {
             start: 0.5,
             end: 3.0,
         };
-        assert!(whole.shown(vec![commit("was afraid", 1.5), end]).len() == 1);
+        assert_eq!(whole.shown(vec![commit("was afraid", 1.5), end]).len(), 1);
         // The next utterance's partial starts afresh.
         assert_eq!(
             whole.shown(vec![partial("and said", 5.0)]),
