@@ -101,14 +101,12 @@ pub fn run(
     let mut dictation = Dictation::new(engine, dictation_opts)?;
     let mut whole = opts.whole.then(Whole::new);
     // Read whole, a dictation keeps its audio: bounded as by `--duration`.
-    let duration = match (opts.duration, opts.whole) {
-        (Some(d), true) => Some(d.min(whole::MAX_SECONDS)),
-        (None, true) => Some(whole::MAX_SECONDS),
-        (d, false) => d,
+    let duration = match opts.duration {
+        d if !opts.whole => d,
+        d => Some(d.unwrap_or(whole::MAX_SECONDS).min(whole::MAX_SECONDS)),
     };
     let limit = duration.map(|d| (d * RATE) as usize);
     let mut ended = None;
-    #[cfg_attr(not(feature = "listen"), allow(unused_mut))]
     let mut failure = None;
     let mut rewriter = Rewriter::new(opts.text.clone());
     let mut deliver = |events: Vec<Event>,
@@ -196,24 +194,16 @@ pub fn run(
                                 let _ = w.write_sample(*x);
                             }
                         }
-                        if let Some(w) = whole.as_mut() {
-                            w.keep(&out, arrival);
-                        }
-                        // Stopping, read whole: a live step would only be shown; read sooner.
-                        let pushed = if stopping && whole.is_some() {
-                            Ok(Vec::new())
-                        } else {
-                            dictation.push(&out, arrival)
-                        };
-                        match pushed {
-                            Ok(events) => deliver(events, &dictation, &mut whole, &mut ended),
-                            // Read whole, what was said so far is still read and delivered.
-                            Err(e) if whole.is_some() => {
-                                ended = Some(Ended::Stopped);
-                                failure = Some(e);
-                            }
-                            Err(e) => return Err(e),
-                        }
+                        let events = feed(
+                            &mut dictation,
+                            &mut whole,
+                            &out,
+                            arrival,
+                            stopping,
+                            &mut ended,
+                            &mut failure,
+                        )?;
+                        deliver(events, &dictation, &mut whole, &mut ended);
                     }
                     Ok(None) if !stopping => std::thread::sleep(Duration::from_millis(10)),
                     Ok(None) => {}
@@ -274,19 +264,17 @@ pub fn run(
                 } else {
                     Instant::now()
                 };
-                if let Some(w) = whole.as_mut() {
-                    w.keep(&samples[pos..end], arrival);
-                }
-                let pushed = dictation.push(&samples[pos..end], arrival);
+                let events = feed(
+                    &mut dictation,
+                    &mut whole,
+                    &samples[pos..end],
+                    arrival,
+                    false,
+                    &mut ended,
+                    &mut failure,
+                )?;
                 pos = end;
-                match pushed {
-                    Ok(events) => deliver(events, &dictation, &mut whole, &mut ended),
-                    Err(e) if whole.is_some() => {
-                        ended = Some(Ended::Stopped);
-                        failure = Some(e);
-                    }
-                    Err(e) => return Err(e),
-                }
+                deliver(events, &dictation, &mut whole, &mut ended);
                 if limit.is_some_and(|l| pos >= l) && ended.is_none() {
                     ended = Some(Ended::Duration);
                 }
@@ -316,4 +304,30 @@ pub fn run(
         stats,
     };
     Ok((summary, failure))
+}
+
+/// Hands samples to the live steps, and keeps them for the whole reading when there is one.
+/// Read whole, a stopping session runs no more live steps (they would only be shown), and a
+/// step that fails ends the session instead of losing what was said: it is still read.
+fn feed(
+    dictation: &mut Dictation,
+    whole: &mut Option<Whole>,
+    samples: &[f32],
+    arrival: Instant,
+    stopping: bool,
+    ended: &mut Option<Ended>,
+    failure: &mut Option<Error>,
+) -> Result<Vec<Event>, Error> {
+    let Some(w) = whole.as_mut() else {
+        return dictation.push(samples, arrival);
+    };
+    w.keep(samples, arrival);
+    if stopping {
+        return Ok(Vec::new());
+    }
+    dictation.push(samples, arrival).or_else(|e| {
+        *ended = Some(Ended::Stopped);
+        *failure = Some(e);
+        Ok(Vec::new())
+    })
 }

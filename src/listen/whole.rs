@@ -52,46 +52,39 @@ impl Whole {
         let mut out = Vec::new();
         self.shown_any |= !events.is_empty();
         for event in events {
-            match event {
+            let (text, start, end, latency, committed) = match event {
                 Event::Partial {
                     text,
                     start,
                     end,
                     latency,
-                } => {
-                    if self.shown.is_empty() {
-                        self.shown_start = start;
-                    }
-                    let mut guess = self.shown.clone();
-                    guess.push_str(separator(&guess, &text));
-                    guess.push_str(&text);
-                    out.push(Event::Partial {
-                        text: guess,
-                        start: self.shown_start,
-                        end,
-                        latency,
-                    });
-                }
+                } => (text, start, end, latency, false),
                 Event::Commit {
                     text,
                     start,
                     end,
                     latency,
-                } => {
-                    if self.shown.is_empty() {
-                        self.shown_start = start;
-                    }
-                    self.shown.push_str(separator(&self.shown, &text));
-                    self.shown.push_str(&text);
-                    out.push(Event::Partial {
-                        text: self.shown.clone(),
-                        start: self.shown_start,
-                        end,
-                        latency,
-                    });
+                } => (text, start, end, latency, true),
+                Event::UtteranceEnd { .. } => {
+                    self.shown.clear();
+                    continue;
                 }
-                Event::UtteranceEnd { .. } => self.shown.clear(),
+            };
+            if self.shown.is_empty() {
+                self.shown_start = start;
             }
+            let mut guess = self.shown.clone();
+            guess.push_str(separator(&guess, &text));
+            guess.push_str(&text);
+            if committed {
+                self.shown.clone_from(&guess);
+            }
+            out.push(Event::Partial {
+                text: guess,
+                start: self.shown_start,
+                end,
+                latency,
+            });
         }
         out
     }
@@ -112,20 +105,8 @@ impl Whole {
         stats.commit_positions.clear();
         stats.words = 0;
         stats.utterances = 0;
-        let withdrawn = || {
-            vec![Event::Partial {
-                text: String::new(),
-                start: 0.0,
-                end: 0.0,
-                latency: 0.0,
-            }]
-        };
         if self.audio.is_empty() {
-            return Ok(if self.shown_any {
-                withdrawn()
-            } else {
-                Vec::new()
-            });
+            return Ok(self.nothing_heard());
         }
         let started = Instant::now();
         let steps = &live.transcribe;
@@ -145,18 +126,10 @@ impl Whole {
         let text = transcript.text();
         let (Some(first), Some(last)) = (transcript.segments.first(), transcript.segments.last())
         else {
-            return Ok(if self.shown_any {
-                withdrawn()
-            } else {
-                Vec::new()
-            });
+            return Ok(self.nothing_heard());
         };
         if text.trim().is_empty() {
-            return Ok(if self.shown_any {
-                withdrawn()
-            } else {
-                Vec::new()
-            });
+            return Ok(self.nothing_heard());
         }
         let latency = self.last_arrival.map_or(0.0, |a| {
             Instant::now().saturating_duration_since(a).as_secs_f64()
@@ -175,6 +148,19 @@ impl Whole {
             },
             Event::UtteranceEnd { text, start, end },
         ])
+    }
+
+    /// No words: the live guess shown, if any, is withdrawn (an empty partial).
+    fn nothing_heard(&self) -> Vec<Event> {
+        if !self.shown_any {
+            return Vec::new();
+        }
+        vec![Event::Partial {
+            text: String::new(),
+            start: 0.0,
+            end: 0.0,
+            latency: 0.0,
+        }]
     }
 }
 
