@@ -85,6 +85,27 @@ fn config_settings_are_defaults_that_env_and_flags_override() {
 }
 
 #[test]
+fn every_long_option_name_is_a_key() {
+    // `--type`'s field is `type_text` (`type` is a Rust keyword); the key is still `type`.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[listen]\ntype = true\nendpoint = 0.8\n").unwrap();
+    let out = run(with_config(&cfg).args(["config", "show", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let value = |key: &str| {
+        doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .map(|s| s["value"].clone())
+    };
+    assert_eq!(value("listen.type"), Some("true".into()), "{doc}");
+    assert_eq!(value("listen.endpoint"), Some("0.8".into()), "{doc}");
+}
+
+#[test]
 fn a_bad_config_file_is_one_clear_error_with_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

@@ -58,7 +58,7 @@ pub enum Control {
         #[arg(long)]
         json: bool,
     },
-    /// Say whether the daemon is idle or dictating.
+    /// Say whether the daemon is idle or listening.
     Status {
         /// Print the daemon's reply as JSON.
         #[arg(long)]

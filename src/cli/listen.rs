@@ -101,7 +101,7 @@ pub struct ListenArgs {
 
     /// Type committed text into the focused window (xdotool, wtype, dotool or ydotool; the
     /// clipboard when none works).
-    #[arg(long = "type", help_heading = "Output")]
+    #[arg(id = "type", long = "type", help_heading = "Output")]
     type_text: bool,
 
     /// No summary and no notices on stderr.
@@ -148,8 +148,8 @@ pub struct ListenArgs {
 
     /// Read up to this much of the speech before each utterance with it, its committed text
     /// forced as the start of whisper's output: continuous speech reads more accurately, and
-    /// each step costs about 1.5 times as much (0 = off; 20 for long dictation). It shrinks
-    /// while steps fall behind the speech.
+    /// each step costs about 1.5 times as much (0 = off; 20 is the value measured, see
+    /// docs/listen.md). It shrinks while steps fall behind the speech.
     #[arg(
         long,
         default_value_t = DictationOptions::default().context_seconds,

@@ -94,8 +94,8 @@ pub struct DictationOptions {
     /// committed words instead of re-reading them. 0 = off (the default): the utterance
     /// alone, the committed text before it as the prompt. The engine encodes the context once
     /// per change, not at every step, so a step costs about 1.5 times one without it. 20 s read
-    /// the long file 2 points better, also in real time on 2 cores, and commits later in the
-    /// tail (docs/listen.md).
+    /// the long file about 2 points better in fast replay, better or worse in real time on
+    /// 2 cores, and commits later in the tail (docs/listen.md).
     pub context_seconds: f64,
     /// Whisper settings (language, prompt, threads, beam size...).
     pub transcribe: TranscribeOptions,
@@ -242,6 +242,8 @@ pub struct Dictation<'e> {
     buf_start: usize,
     /// Samples received in all.
     total: usize,
+    /// Where the last utterance that ended was read to (its speech and a pad; absolute).
+    ended_at: usize,
     /// `total` when the last step ran.
     last_step: usize,
     /// How long the last step took (s).
@@ -300,6 +302,7 @@ impl<'e> Dictation<'e> {
             audio: Vec::new(),
             buf_start: 0,
             total: 0,
+            ended_at: 0,
             last_step: 0,
             last_cost: 0.0,
             phase: Phase::Idle,
@@ -329,6 +332,12 @@ impl<'e> Dictation<'e> {
     /// Seconds of audio received.
     pub fn audio_time(&self) -> f64 {
         self.total as f64 / RATE as f64
+    }
+
+    /// Seconds into the audio where the last utterance that ended was read to: its speech and
+    /// a pad, not the silence after it (nor the next speech starting in it).
+    pub fn utterance_read_to(&self) -> f64 {
+        self.ended_at as f64 / RATE as f64
     }
 
     /// Whether an utterance is in progress.
@@ -814,6 +823,7 @@ impl<'e> Dictation<'e> {
     fn end_utterance(&mut self, end: usize) -> Result<Vec<Event>, Error> {
         let pad = (self.opts.vad.pad_ms as usize * RATE) / 1000;
         let end = (end + pad).min(self.total);
+        self.ended_at = end;
         let hypothesis = self.hypothesis(end, true)?;
         let mut done = aligned_prefix(&self.committed, &hypothesis);
         // A last pass that starts by repeating the last committed word ("And so my fellow"

@@ -291,7 +291,10 @@ pub fn run(
         deliver(events, &dictation, &mut whole, &mut none);
     }
     let mut stats = dictation.stats().clone();
-    if let Some(w) = whole {
+    if let Some(mut w) = whole {
+        if ended == Some(Ended::Once) {
+            w.cut_at(dictation.utterance_read_to());
+        }
         let events = w.finish(engine, Path::new(&source), &opts.dictation, &mut stats)?;
         for e in &rewriter.apply(events) {
             on_event(e);

@@ -45,6 +45,13 @@ impl Whole {
         self.audio.len() as f64 / crate::audio::WHISPER_SAMPLE_RATE as f64
     }
 
+    /// Keeps only the first `seconds` of the audio: `--once`'s utterance, not the start of the
+    /// next one that the step which heard its end may have held.
+    pub fn cut_at(&mut self, seconds: f64) {
+        let keep = (seconds.max(0.0) * crate::audio::WHISPER_SAMPLE_RATE as f64) as usize;
+        self.audio.truncate(keep);
+    }
+
     /// The live steps' events as what is shown while the speaker talks: their committed and
     /// uncommitted words of the utterance in progress become one partial, and nothing is
     /// committed, since the whole reading may read those words otherwise.
@@ -226,5 +233,9 @@ mod tests {
         whole.keep(&vec![0.0; 8_000], Instant::now());
         whole.keep(&vec![0.0; 24_000], Instant::now());
         assert_eq!(whole.seconds(), 2.0);
+        whole.cut_at(1.5);
+        assert_eq!(whole.seconds(), 1.5);
+        whole.cut_at(3.0);
+        assert_eq!(whole.seconds(), 1.5);
     }
 }
