@@ -356,3 +356,29 @@ pub fn run(args: ConfigArgs, cmd: &clap::Command) -> Result<i32, CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_long_option_name_is_a_key() {
+        // Keys are matched to argument ids; an option whose long name differs from its id
+        // (`--type` on a field `type_text`) could not be set from the file.
+        let cli = crate::cli::Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let key = format!("[{}]\n{long} = \"x\"\n", sub.get_name());
+                    let parsed = parse(&key, &cli);
+                    assert!(
+                        !parsed.is_err_and(|e| e.contains("is not an option")),
+                        "verbatim {} --{long}: not a config key",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+    }
+}
