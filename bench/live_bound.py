@@ -4,10 +4,11 @@
 A word a live dictation commits within a second or two of its end has been read with at most
 that much speech after it. This program reads the long file about as well as a live policy
 waiting that look-ahead after every word could, compute ignored: each reading is `verbatim
-transcribe` (the offline reader: beam 5, the VAD) on the WINDOW s of audio that end at the commit time, prompted with
-the text committed before that window; the words it adds are found by text (whisper's word
-times collapse at the end of a prompted clip), so the window must hold the committed words it
-follows: with 10 s windows the alignment itself loses and repeats words. Two granularities:
+transcribe` (the offline reader: beam 5, the VAD) on the WINDOW s of audio that end at the
+commit time, prompted with the text committed before that window; the words it adds are found by
+text (whisper's word times collapse at the end of a prompted clip), so the window must hold the
+committed words it follows: with 10 s windows the alignment itself loses and repeats words. Two
+granularities:
 
 - `utterance`: each utterance (speech between the offline transcript's pauses of 0.4 s or
   more; one longer than WINDOW - 10 s split at its longest pause) is committed once, from the
