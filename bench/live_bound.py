@@ -73,33 +73,32 @@ class Reader:
         return words
 
 
+def past_match(a, b, keep=lambda x: x.size):
+    """Where `b` goes on after the words of `a`: after the last matching run of the two (of those
+    `keep` accepts), with the words of `a` after that run taken as read one for one in `b`."""
+    blocks = [x for x in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
+              if keep(x)]
+    if not blocks:
+        return None
+    x = blocks[-1]
+    return min(len(b), x.b + x.size + (len(a) - x.a - x.size))
+
+
 def after_committed(hyp, committed):
-    """The words of `hyp` after the committed words it reads again, found by text: the last run
-    of two matching words (or one at the very end) in the last 60 committed words, and the
-    committed words after it taken as read one for one."""
+    """The words of `hyp` after the committed words it reads again, found by text in the last 60
+    committed words: a run of two matching words, or one at the very end."""
     tail = [norm(c[2]) for c in committed[-60:]]
     if not tail:
         return hyp
-    b = [norm(w[2]) for w in hyp]
-    sm = difflib.SequenceMatcher(None, tail, b, autojunk=False)
-    blocks = [x for x in sm.get_matching_blocks()
-              if x.size >= 2 or (x.size and x.a + x.size >= len(tail) - 1)]
-    if not blocks:
-        return hyp
-    x = blocks[-1]
-    return hyp[min(len(hyp), x.b + x.size + (len(tail) - x.a - x.size)):]
+    at = past_match(tail, [norm(w[2]) for w in hyp],
+                    lambda x: x.size >= 2 or (x.size and x.a + x.size >= len(tail) - 1))
+    return hyp if at is None else hyp[at:]
 
 
 def covered(shorter, longer):
     """How many words of `longer` the reading `shorter` (the same speech, cut earlier) holds."""
-    a = [norm(w[2]) for w in shorter]
-    b = [norm(w[2]) for w in longer]
-    blocks = [x for x in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
-              if x.size]
-    if not blocks:
-        return min(len(shorter), len(longer))
-    x = blocks[-1]
-    return min(len(longer), x.b + x.size + (len(a) - x.a - x.size))
+    at = past_match([norm(w[2]) for w in shorter], [norm(w[2]) for w in longer])
+    return min(len(shorter), len(longer)) if at is None else at
 
 
 def prompt_before(committed, start):
